@@ -1,0 +1,248 @@
+//! `train`: trains a CIFAR-style ResNet on a shard set and evaluates it after every epoch.
+//!
+//! ```text
+//! train --data shards/fashion-mnist --model resnet20 --epochs 8 --run-dir runs/fm
+//! train --resume runs/fm
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use expanse_augment::{CropFlipNormalize, HorizontalFlip, PadMode, RandomCrop};
+use expanse_dataset::shard::ShardSet;
+use expanse_tools::progress::PassProgress;
+use expanse_trainer::optim::{LearningRate, Schedule};
+use expanse_trainer::{TrainConfig, Trainer};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Train a CIFAR-style ResNet on an expanse shard set")]
+struct Args {
+    /// Shard set folder written by `shardify`.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    data: Option<PathBuf>,
+
+    /// Run directory to create: config.json, metrics.jsonl and checkpoint.ot go there.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    run_dir: Option<PathBuf>,
+
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+
+    /// Model: resnetD or plainD with D = 6n + 2 (20, 32, 44, 56, 110).
+    #[arg(long, default_value = "resnet20")]
+    model: String,
+
+    /// Epochs to train; with --resume, raises the run's total.
+    #[arg(long)]
+    epochs: Option<usize>,
+
+    /// Samples per training step.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+
+    /// Samples per evaluation batch.
+    #[arg(long, default_value_t = 500)]
+    eval_batch_size: usize,
+
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+
+    /// Learning-rate schedule after warm-up.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Cosine)]
+    schedule: ScheduleKind,
+
+    /// Epochs at which the step schedule multiplies the rate by --gamma (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    milestones: Vec<usize>,
+
+    /// Multiplier of the step schedule.
+    #[arg(long, default_value_t = 0.1)]
+    gamma: f64,
+
+    /// Epochs of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 0)]
+    warmup_epochs: usize,
+
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+
+    /// Use Nesterov momentum.
+    #[arg(long)]
+    nesterov: bool,
+
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+
+    /// Exempt batch-norm parameters and biases from weight decay.
+    #[arg(long)]
+    no_decay_bn_bias: bool,
+
+    /// Label smoothing of the loss, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f64,
+
+    /// Zero padding, in pixels, of the random-crop augmentation; 0 disables cropping.
+    #[arg(long, default_value_t = 4)]
+    padding: usize,
+
+    /// Disable random horizontal flips.
+    #[arg(long)]
+    no_flip: bool,
+
+    /// Seed of initialisation, epoch order and augmentation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+
+    /// Threads for libtorch and augmentation (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Batches prepared ahead of the training step.
+    #[arg(long, default_value_t = 2)]
+    prefetch: usize,
+
+    /// Split to train on.
+    #[arg(long, default_value = "train")]
+    train_split: String,
+
+    /// Split to evaluate after each epoch.
+    #[arg(long, default_value = "test")]
+    eval_split: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScheduleKind {
+    Constant,
+    Step,
+    Cosine,
+}
+
+fn main() -> ExitCode {
+    expanse_tools::init_logging();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let usage = error
+                .downcast_ref::<expanse_trainer::Error>()
+                .is_some_and(|e| matches!(e, expanse_trainer::Error::Config(_)));
+            let code = if usage { expanse_tools::EXIT_USAGE } else { expanse_tools::EXIT_FAILURE };
+            ExitCode::from(expanse_tools::report(&error, code) as u8)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut trainer = match &args.resume {
+        Some(run_dir) => resume(run_dir, args.epochs)?,
+        None => {
+            let config = resolve_config(&args)?;
+            let run_dir = args.run_dir.clone().expect("clap requires --run-dir without --resume");
+            Trainer::create(config, &run_dir)
+                .with_context(|| format!("cannot start a run in {}", run_dir.display()))?
+        }
+    };
+    configure_threads(trainer.config().threads)?;
+
+    let mut progress = PassProgress::new(expanse_tools::interactive());
+    let summary = trainer.fit(&mut progress)?;
+
+    let config = trainer.config();
+    println!("model {} on {}", config.model, config.data.display());
+    println!("epochs {}  session wall time {:.1} s", summary.epochs, summary.seconds);
+    if let Some(eval) = &summary.last_eval {
+        println!(
+            "final {} top1 {:.2}%  top5 {:.2}%  loss {:.4}",
+            eval.split,
+            100.0 * eval.top1,
+            100.0 * eval.top5,
+            eval.loss
+        );
+    }
+    if let Some(best) = summary.best_top1 {
+        println!("best {} top1 {:.2}%", config.eval_split, 100.0 * best);
+    }
+    Ok(())
+}
+
+fn resume(run_dir: &std::path::Path, epochs: Option<usize>) -> anyhow::Result<Trainer> {
+    if let Some(epochs) = epochs {
+        let mut config = TrainConfig::load(run_dir)?;
+        if epochs < config.epochs {
+            bail!("--epochs {epochs} is below the run's {} epochs", config.epochs);
+        }
+        config.epochs = epochs;
+        config.save(run_dir)?;
+    }
+    Trainer::resume(run_dir).with_context(|| format!("cannot resume {}", run_dir.display()))
+}
+
+fn configure_threads(threads: usize) -> anyhow::Result<()> {
+    // Augmentation runs on rayon's global pool, beside libtorch's own threads.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("cannot start the augmentation thread pool")
+}
+
+fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
+    let data = args.data.clone().expect("clap requires --data without --resume");
+    let shards = ShardSet::open(&data)
+        .with_context(|| format!("cannot open the shard set {}", data.display()))?;
+    let split = shards.split(&args.train_split)?;
+    let stats = split.stats();
+    let mean: Vec<f32> = stats.channel_mean.iter().map(|&m| m as f32).collect();
+    let std: Vec<f32> = stats.channel_std.iter().map(|&s| s as f32).collect();
+    let schema = split.schema();
+    let (height, width) = (schema.height as usize, schema.width as usize);
+
+    let eval_augment = CropFlipNormalize::eval(mean, std);
+    let mut train_augment = eval_augment.clone();
+    if args.padding > 0 {
+        train_augment.crop = Some(RandomCrop::new(height, width, args.padding, PadMode::Zero));
+    }
+    if !args.no_flip {
+        train_augment.flip = Some(HorizontalFlip::new(0.5));
+    }
+
+    let schedule = match args.schedule {
+        ScheduleKind::Constant => Schedule::Constant,
+        ScheduleKind::Cosine => Schedule::Cosine,
+        ScheduleKind::Step => {
+            if args.milestones.is_empty() {
+                bail!("--schedule step needs --milestones, for example --milestones 82,123");
+            }
+            Schedule::Step { milestones: args.milestones.clone(), gamma: args.gamma }
+        }
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1));
+
+    Ok(TrainConfig {
+        data,
+        train_split: args.train_split.clone(),
+        eval_split: args.eval_split.clone(),
+        model: args.model.clone(),
+        epochs: args.epochs.unwrap_or(10),
+        batch_size: args.batch_size,
+        eval_batch_size: args.eval_batch_size,
+        lr: LearningRate { base: args.lr, schedule, warmup_epochs: args.warmup_epochs },
+        momentum: args.momentum,
+        nesterov: args.nesterov,
+        weight_decay: args.weight_decay,
+        decay_bn_and_bias: !args.no_decay_bn_bias,
+        label_smoothing: args.label_smoothing,
+        seed: args.seed,
+        threads,
+        prefetch: args.prefetch,
+        train_augment,
+        eval_augment,
+    })
+}

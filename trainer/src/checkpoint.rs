@@ -1,0 +1,135 @@
+//! Atomic checkpoints: weights, batch-norm statistics, momentum buffers and the run position.
+//!
+//! A checkpoint is one file in libtorch's named-tensor format (`Tensor::save_multi`), holding
+//! `model.<variable>` for every variable of the model, `momentum.<parameter>` for every
+//! momentum buffer, and `state`, a u8 tensor with the JSON of [`TrainState`]. Keeping all of it
+//! in one file makes the rename that publishes it atomic.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use expanse_dataset::loader::LoaderState;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use crate::optim::Sgd;
+use crate::{Error, Result};
+
+/// File name of the latest checkpoint in a run directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.ot";
+
+/// Where training stands when the checkpoint is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Optimizer steps taken, which fixes the position in the learning-rate schedule.
+    pub step: usize,
+    /// Position of the training loader: the next batch to train on.
+    pub loader: LoaderState,
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, synced and renamed,
+/// so that readers see the old content or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temporary_path(path);
+    let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(file);
+    publish(&tmp, path)
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn publish(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename is durable only once the folder entry is synced.
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Saves the model, optimizer and `state` to `run_dir/checkpoint.ot` atomically.
+pub fn save(run_dir: &Path, vs: &nn::VarStore, sgd: &Sgd, state: &TrainState) -> Result<()> {
+    let path = run_dir.join(CHECKPOINT_FILE);
+    let state_json =
+        serde_json::to_vec(state).map_err(|source| Error::Json { path: path.clone(), source })?;
+
+    let mut named: Vec<(String, Tensor)> = Vec::new();
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, tensor) in variables {
+        named.push((format!("model.{name}"), tensor));
+    }
+    for (name, buffer) in sgd.buffers() {
+        named.push((format!("momentum.{name}"), buffer.shallow_clone()));
+    }
+    named.push(("state".to_string(), Tensor::from_slice(&state_json)));
+
+    let tmp = temporary_path(&path);
+    Tensor::save_multi(&named, &tmp)?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    publish(&tmp, &path)
+}
+
+/// Restores the model and optimizer from `path` and returns the saved position.
+///
+/// # Errors
+///
+/// [`Error::Checkpoint`] when a variable or buffer is missing or has another shape, or the
+/// state entry is absent or not valid JSON.
+pub fn load(path: &Path, vs: &mut nn::VarStore, sgd: &mut Sgd) -> Result<TrainState> {
+    let checkpoint_error =
+        |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
+
+    // tch stores '.' in names as '|'; map them back.
+    let entries: HashMap<String, Tensor> = Tensor::load_multi(path)?
+        .into_iter()
+        .map(|(name, tensor)| (name.replace('|', "."), tensor))
+        .collect();
+
+    let take = |name: &str, target: &Tensor| -> Result<Tensor> {
+        let saved = entries
+            .get(name)
+            .ok_or_else(|| checkpoint_error(format!("entry {name} is missing")))?;
+        if saved.size() != target.size() {
+            return Err(checkpoint_error(format!(
+                "entry {name} has shape {:?}, the model expects {:?}",
+                saved.size(),
+                target.size()
+            )));
+        }
+        Ok(saved.shallow_clone())
+    };
+
+    let mut restored = Vec::new();
+    for (name, variable) in vs.variables() {
+        restored.push((variable, take(&format!("model.{name}"), &vs.variables()[&name])?));
+    }
+    let names: Vec<String> = sgd.buffers().map(|(name, _)| name.to_string()).collect();
+    for name in names {
+        let buffer = sgd.buffer_mut(&name).expect("name comes from the optimizer");
+        let saved = take(&format!("momentum.{name}"), buffer)?;
+        restored.push((buffer.shallow_clone(), saved));
+    }
+    tch::no_grad(|| {
+        for (mut target, saved) in restored {
+            target.copy_(&saved);
+        }
+    });
+
+    let state =
+        entries.get("state").ok_or_else(|| checkpoint_error("entry state is missing".into()))?;
+    let bytes = Vec::<u8>::try_from(state)
+        .map_err(|e| checkpoint_error(format!("entry state is not a byte tensor: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| checkpoint_error(format!("entry state is not valid JSON: {e}")))
+}

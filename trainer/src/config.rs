@@ -1,0 +1,115 @@
+//! The resolved configuration of a run, written to `config.json` in the run directory.
+
+use std::path::{Path, PathBuf};
+
+use expanse_augment::CropFlipNormalize;
+use serde::{Deserialize, Serialize};
+
+use crate::optim::LearningRate;
+use crate::{Error, Result};
+
+/// Everything that determines a run, so that `config.json` alone reproduces it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Shard set folder (made by `shardify`).
+    pub data: PathBuf,
+    /// Split trained on.
+    pub train_split: String,
+    /// Split evaluated after each epoch.
+    pub eval_split: String,
+    /// Model name, `resnetD` or `plainD` with `D = 6n + 2`.
+    pub model: String,
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Samples per training step.
+    pub batch_size: usize,
+    /// Samples per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Learning rate and schedule.
+    pub lr: LearningRate,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Nesterov momentum instead of the classical form.
+    pub nesterov: bool,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Whether batch-norm parameters and biases are decayed too.
+    pub decay_bn_and_bias: bool,
+    /// Label smoothing of the cross-entropy loss, 0 to disable.
+    pub label_smoothing: f64,
+    /// Seed of weight initialisation, epoch order and augmentation.
+    pub seed: u64,
+    /// Threads of libtorch and of the augmentation pool.
+    pub threads: usize,
+    /// Batches prepared ahead of the training step.
+    pub prefetch: usize,
+    /// Training augmentation, with the normalisation statistics resolved from the shard set.
+    pub train_augment: CropFlipNormalize,
+    /// Evaluation preprocessing (normalisation only).
+    pub eval_augment: CropFlipNormalize,
+}
+
+impl TrainConfig {
+    /// Checks the values that would otherwise fail deep inside training.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first invalid field and its value.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("epochs", self.epochs),
+            ("batch size", self.batch_size),
+            ("eval batch size", self.eval_batch_size),
+            ("threads", self.threads),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1, got 0")));
+            }
+        }
+        if !(self.lr.base.is_finite() && self.lr.base > 0.0) {
+            return Err(Error::Config(format!(
+                "learning rate must be positive, got {}",
+                self.lr.base
+            )));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::Config(format!(
+                "momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::Config(format!(
+                "weight decay must be non-negative, got {}",
+                self.weight_decay
+            )));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::Config(format!(
+                "label smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads `config.json` of a run directory.
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+    }
+
+    /// Writes `config.json` into `run_dir` atomically.
+    pub fn save(&self, run_dir: &Path) -> Result<()> {
+        let path = run_dir.join(CONFIG_FILE);
+        let mut text = serde_json::to_string_pretty(self)
+            .map_err(|source| Error::Json { path: path.clone(), source })?;
+        text.push('\n');
+        crate::checkpoint::write_atomic(&path, text.as_bytes())
+    }
+}
+
+/// File name of the resolved configuration in a run directory.
+pub const CONFIG_FILE: &str = "config.json";

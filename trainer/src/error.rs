@@ -1,0 +1,73 @@
+//! The error type of the trainer crate.
+
+use std::path::PathBuf;
+
+/// A failure while building, training, evaluating or checkpointing a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error from libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+
+    /// An error reading shards or building batches.
+    #[error(transparent)]
+    Dataset(#[from] expanse_dataset::Error),
+
+    /// An operating-system error on a file of the run directory.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A JSON file of the run directory that cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
+
+    /// A configuration value that cannot be used.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A checkpoint that does not match the model or lacks an entry.
+    #[error("{}: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What does not match, with both values.
+        message: String,
+    },
+
+    /// The training loss became NaN or infinite.
+    #[error(
+        "training diverged at epoch {epoch}, batch {position}: loss {loss} at learning rate \
+         {lr}; the last checkpoint is intact, lower --lr or add --warmup-epochs"
+    )]
+    Diverged {
+        /// Epoch (1-based) in progress.
+        epoch: usize,
+        /// Batch position in that epoch.
+        position: usize,
+        /// The non-finite loss value.
+        loss: f64,
+        /// Learning rate of that step.
+        lr: f64,
+    },
+}
+
+/// The result type of the trainer crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

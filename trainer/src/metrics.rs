@@ -1,0 +1,157 @@
+//! Accuracy counting and the `metrics.jsonl` log.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::{Error, Result};
+
+/// Sums over the batches of one pass: loss and top-1/top-5 hits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    /// Sum of per-sample losses.
+    pub loss_sum: f64,
+    /// Samples whose label is the highest score.
+    pub top1: u64,
+    /// Samples whose label is among the five highest scores (all scores if fewer classes).
+    pub top5: u64,
+    /// Samples counted.
+    pub samples: u64,
+}
+
+impl Tally {
+    /// Adds a batch: `logits` N x classes, `labels` N (int64), `loss_sum` summed over it.
+    pub fn add(&mut self, logits: &Tensor, labels: &Tensor, loss_sum: f64) {
+        let (top1, top5) = top_k_hits(logits, labels);
+        self.loss_sum += loss_sum;
+        self.top1 += top1;
+        self.top5 += top5;
+        self.samples += labels.size()[0] as u64;
+    }
+
+    /// Mean loss per sample.
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.samples.max(1) as f64
+    }
+
+    /// Top-1 accuracy in [0, 1].
+    pub fn top1(&self) -> f64 {
+        self.top1 as f64 / self.samples.max(1) as f64
+    }
+
+    /// Top-5 accuracy in [0, 1].
+    pub fn top5(&self) -> f64 {
+        self.top5 as f64 / self.samples.max(1) as f64
+    }
+}
+
+/// Counts the samples whose label is the best score, and among the five best.
+pub fn top_k_hits(logits: &Tensor, labels: &Tensor) -> (u64, u64) {
+    let classes = logits.size()[1];
+    let k = classes.min(5);
+    let (_, best) = logits.topk(k, 1, true, true);
+    let hits = best.eq_tensor(&labels.unsqueeze(1));
+    let top1 = i64::try_from(hits.narrow(1, 0, 1).sum(tch::Kind::Int64)).unwrap_or(0);
+    let top5 = i64::try_from(hits.sum(tch::Kind::Int64)).unwrap_or(0);
+    (top1 as u64, top5 as u64)
+}
+
+/// One line of `metrics.jsonl`: one epoch of one split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch, counted from 1.
+    pub epoch: usize,
+    /// "train" or the evaluated split's name.
+    pub split: String,
+    /// Mean cross-entropy per sample (with label smoothing when training uses it).
+    pub loss: f64,
+    /// Top-1 accuracy in [0, 1]; on the train split, measured on augmented batches.
+    pub top1: f64,
+    /// Top-5 accuracy in [0, 1].
+    pub top5: f64,
+    /// Samples seen.
+    pub samples: u64,
+    /// Wall time of the pass in seconds.
+    pub seconds: f64,
+    /// Samples per second over the pass.
+    pub images_per_second: f64,
+    /// Seconds the pass waited for the loader.
+    pub data_wait_seconds: f64,
+    /// Learning rate at the end of the pass (training only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lr: Option<f64>,
+}
+
+/// File name of the metrics log in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// Appends one line to `metrics.jsonl` and syncs it, so a crash loses at most the line being
+/// written.
+pub fn append_metrics(run_dir: &Path, metrics: &EpochMetrics) -> Result<()> {
+    let path: PathBuf = run_dir.join(METRICS_FILE);
+    let mut line = serde_json::to_string(metrics)
+        .map_err(|source| Error::Json { path: path.clone(), source })?;
+    line.push('\n');
+
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))?;
+    file.sync_data().map_err(|e| Error::io(&path, e))
+}
+
+/// Reads every line of `metrics.jsonl`; a missing file gives no line.
+pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
+    let path = run_dir.join(METRICS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).map_err(|source| Error::Json { path: path.clone(), source })
+        })
+        .collect()
+}
+
+/// Rewrites `metrics.jsonl` keeping only the lines of epochs up to `last_epoch`, so that a
+/// resumed run does not repeat the lines of epochs it trains again.
+pub fn truncate_metrics(run_dir: &Path, last_epoch: usize) -> Result<()> {
+    let kept: Vec<EpochMetrics> =
+        read_metrics(run_dir)?.into_iter().filter(|m| m.epoch <= last_epoch).collect();
+    let mut text = String::new();
+    for metrics in &kept {
+        let path = run_dir.join(METRICS_FILE);
+        text.push_str(
+            &serde_json::to_string(metrics).map_err(|source| Error::Json { path, source })?,
+        );
+        text.push('\n');
+    }
+    crate::checkpoint::write_atomic(&run_dir.join(METRICS_FILE), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_counts_hits() {
+        // Three samples, six classes. Sample 0: label is best. Sample 1: label is 3rd best.
+        // Sample 2: label is the worst of six, outside the top five.
+        let logits = Tensor::from_slice(&[
+            9.0f32, 1.0, 2.0, 3.0, 4.0, 5.0, //
+            1.0, 2.0, 9.0, 8.0, 7.0, 0.0, //
+            1.0, 2.0, 3.0, 4.0, 5.0, 0.5,
+        ])
+        .view([3, 6]);
+        let labels = Tensor::from_slice(&[0i64, 4, 5]);
+        assert_eq!(top_k_hits(&logits, &labels), (1, 2));
+    }
+}

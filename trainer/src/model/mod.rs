@@ -1,0 +1,5 @@
+//! Network definitions.
+
+mod resnet_cifar;
+
+pub use resnet_cifar::{CifarResNet, CifarResNetSpec};

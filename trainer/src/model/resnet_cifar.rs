@@ -1,0 +1,218 @@
+//! The CIFAR ResNets of He et al., "Deep Residual Learning for Image Recognition" (2015),
+//! section 4.2, and the plain networks they are compared with.
+//!
+//! A 3x3 convolution with 16 filters, then three stages of `n` basic blocks with 16, 32 and 64
+//! filters on feature maps that halve at stages 2 and 3 (stride-2 first convolution), global
+//! average pooling and a fully connected layer: `6n + 2` weighted layers (20, 32, 44, 56, 110).
+//! Shortcuts are option A: identity, or stride-2 subsampling with the new channels zero-padded,
+//! so the residual networks have exactly the parameters of the plain ones.
+//! Variable names follow torchvision's ResNet keys (`conv1`, `bn1`, `layer1.0.conv1`, `fc`).
+
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use crate::{Error, Result};
+
+/// Depth, width of the input and classes of a CIFAR-style ResNet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CifarResNetSpec {
+    /// Weighted layers, `6n + 2`.
+    pub depth: usize,
+    /// Channels of the input images (1 for Fashion-MNIST, 3 for CIFAR).
+    pub in_channels: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// Whether blocks add their shortcut; `false` builds the plain baseline.
+    pub residual: bool,
+}
+
+impl CifarResNetSpec {
+    /// Parses a model name: `resnetD` or `plainD` with `D = 6n + 2`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for another name or a depth that is not `6n + 2` with `n >= 1`.
+    pub fn from_name(name: &str, in_channels: usize, classes: usize) -> Result<Self> {
+        let (residual, digits) = if let Some(d) = name.strip_prefix("resnet") {
+            (true, d)
+        } else if let Some(d) = name.strip_prefix("plain") {
+            (false, d)
+        } else {
+            return Err(Error::Config(format!(
+                "unknown model {name:?}: expected resnetD or plainD with D = 6n + 2 (20, 32, 44, 56, 110)"
+            )));
+        };
+        let depth: usize = digits.parse().map_err(|_| {
+            Error::Config(format!("model {name:?}: depth {digits:?} is not a number"))
+        })?;
+        if depth < 8 || (depth - 2) % 6 != 0 {
+            return Err(Error::Config(format!(
+                "model {name:?}: depth {depth} is not 6n + 2 with n >= 1 (20, 32, 44, 56, 110)"
+            )));
+        }
+        Ok(CifarResNetSpec { depth, in_channels, classes, residual })
+    }
+
+    /// Blocks per stage, `n`.
+    pub fn blocks_per_stage(&self) -> usize {
+        (self.depth - 2) / 6
+    }
+}
+
+#[derive(Debug)]
+struct BasicBlock {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    stride: i64,
+    extra_channels: i64,
+    residual: bool,
+}
+
+/// A CIFAR-style ResNet or plain network; input NCHW f32, output logits N x classes.
+#[derive(Debug)]
+pub struct CifarResNet {
+    spec: CifarResNetSpec,
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    blocks: Vec<BasicBlock>,
+    fc: nn::Linear,
+}
+
+fn conv3x3(path: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::Conv2D {
+    // He initialisation (normal, fan-out), as in the paper and torchvision.
+    let ws_init = nn::Init::Kaiming {
+        dist: nn::init::NormalOrUniform::Normal,
+        fan: nn::init::FanInOut::FanOut,
+        non_linearity: nn::init::NonLinearity::ReLU,
+    };
+    let config = nn::ConvConfig { stride, padding: 1, bias: false, ws_init, ..Default::default() };
+    nn::conv2d(path, cin, cout, 3, config)
+}
+
+fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
+    let config = nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() };
+    nn::batch_norm2d(path, channels, config)
+}
+
+impl CifarResNet {
+    /// Builds the network's variables under `path`.
+    pub fn new(path: &nn::Path, spec: CifarResNetSpec) -> Self {
+        let conv1 = conv3x3(path / "conv1", spec.in_channels as i64, 16, 1);
+        let bn1 = batch_norm(path / "bn1", 16);
+
+        let mut blocks = Vec::new();
+        let mut cin = 16i64;
+        for (stage, cout) in [16i64, 32, 64].into_iter().enumerate() {
+            for i in 0..spec.blocks_per_stage() {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let p = path / format!("layer{}", stage + 1) / i.to_string();
+                blocks.push(BasicBlock {
+                    conv1: conv3x3(&p / "conv1", cin, cout, stride),
+                    bn1: batch_norm(&p / "bn1", cout),
+                    conv2: conv3x3(&p / "conv2", cout, cout, 1),
+                    bn2: batch_norm(&p / "bn2", cout),
+                    stride,
+                    extra_channels: cout - cin,
+                    residual: spec.residual,
+                });
+                cin = cout;
+            }
+        }
+        let fc = nn::linear(path / "fc", 64, spec.classes as i64, Default::default());
+        CifarResNet { spec, conv1, bn1, blocks, fc }
+    }
+
+    /// The depth, input channels, classes and shortcut choice.
+    pub fn spec(&self) -> CifarResNetSpec {
+        self.spec
+    }
+}
+
+impl BasicBlock {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+        let out = out.apply(&self.conv2).apply_t(&self.bn2, train);
+        if !self.residual {
+            return out.relu();
+        }
+
+        let shortcut = if self.stride == 1 && self.extra_channels == 0 {
+            x.shallow_clone()
+        } else {
+            // Option A: keep every other row and column, zero-pad the new channels evenly.
+            let (h, w) = (x.size()[2], x.size()[3]);
+            let sub = x.slice(2, 0, h, self.stride).slice(3, 0, w, self.stride);
+            let before = self.extra_channels / 2;
+            sub.constant_pad_nd([0, 0, 0, 0, before, self.extra_channels - before])
+        };
+        (out + shortcut).relu()
+    }
+}
+
+impl ModuleT for CifarResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+        for block in &self.blocks {
+            out = block.forward(&out, train);
+        }
+        out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn parameters(vs: &nn::VarStore) -> i64 {
+        vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    #[test]
+    fn resnet20_has_paper_parameter_count() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = CifarResNetSpec::from_name("resnet20", 3, 10).unwrap();
+        let _ = CifarResNet::new(&vs.root(), spec);
+        // 0.27M in the paper's table 6: 269,722 with BN affine parameters and the fc bias.
+        assert_eq!(parameters(&vs), 269_722);
+    }
+
+    #[test]
+    fn depth_names_parse_and_reject() {
+        assert_eq!(CifarResNetSpec::from_name("resnet56", 1, 10).unwrap().blocks_per_stage(), 9);
+        assert!(!CifarResNetSpec::from_name("plain20", 1, 10).unwrap().residual);
+        assert!(CifarResNetSpec::from_name("resnet21", 1, 10).is_err());
+        assert!(CifarResNetSpec::from_name("vgg16", 1, 10).is_err());
+        assert!(CifarResNetSpec::from_name("resnet", 1, 10).is_err());
+    }
+
+    #[test]
+    fn output_shape_for_one_channel_28px() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = CifarResNetSpec::from_name("resnet20", 1, 10).unwrap();
+        let net = CifarResNet::new(&vs.root(), spec);
+        let out = net.forward_t(&Tensor::zeros([4, 1, 28, 28], (Kind::Float, Device::Cpu)), false);
+        assert_eq!(out.size(), vec![4, 10]);
+    }
+
+    #[test]
+    fn plain_and_residual_differ_with_same_weights() {
+        tch::manual_seed(1);
+        let vs_res = nn::VarStore::new(Device::Cpu);
+        let res =
+            CifarResNet::new(&vs_res.root(), CifarResNetSpec::from_name("resnet8", 3, 10).unwrap());
+        let mut vs_plain = nn::VarStore::new(Device::Cpu);
+        let plain = CifarResNet::new(
+            &vs_plain.root(),
+            CifarResNetSpec::from_name("plain8", 3, 10).unwrap(),
+        );
+        vs_plain.copy(&vs_res).unwrap();
+
+        let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let a = res.forward_t(&x, false);
+        let b = plain.forward_t(&x, false);
+        assert!(f64::try_from((a - b).abs().max()).unwrap() > 1e-4);
+    }
+}

@@ -1,0 +1,324 @@
+//! The training loop: train an epoch, evaluate, log, checkpoint; resume from a run directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use expanse_dataset::loader::{Batch, Loader, LoaderState, PlanOptions, SampleSource};
+use expanse_dataset::shard::ShardSet;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use crate::checkpoint::{self, TrainState, CHECKPOINT_FILE};
+use crate::metrics::{self, EpochMetrics, Tally};
+use crate::model::{CifarResNet, CifarResNetSpec};
+use crate::optim::Sgd;
+use crate::{Error, Result, TrainConfig};
+
+/// Receives progress events; the command-line tools draw progress bars with them.
+pub trait Observer {
+    /// A pass over `split` with `batches` batches starts (`done` of them already done when
+    /// resuming mid-epoch).
+    fn pass_started(&mut self, _epoch: usize, _split: &str, _batches: usize, _done: usize) {}
+
+    /// A batch of a pass finished, with the running mean loss of the pass.
+    fn batch_finished(&mut self, _samples: usize, _mean_loss: f64) {}
+
+    /// A pass finished with these metrics.
+    fn pass_finished(&mut self, _metrics: &EpochMetrics) {}
+}
+
+/// An observer that ignores every event.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// A model with its optimizer, data and run directory.
+pub struct Trainer {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    shards: Arc<ShardSet>,
+    vs: nn::VarStore,
+    model: CifarResNet,
+    sgd: Sgd,
+    state: TrainState,
+}
+
+/// Final figures of a run.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Epochs completed, counting those of earlier sessions of a resumed run.
+    pub epochs: usize,
+    /// Metrics of the last evaluation, if any.
+    pub last_eval: Option<EpochMetrics>,
+    /// Best evaluation top-1 over the run's logged epochs.
+    pub best_top1: Option<f64>,
+    /// Seconds spent in this session.
+    pub seconds: f64,
+}
+
+impl Trainer {
+    /// Starts a new run in `run_dir`, writing its resolved `config.json`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the folder already holds a checkpoint (resume it instead) or the
+    /// configuration is invalid; dataset errors when the shards cannot be opened.
+    pub fn create(config: TrainConfig, run_dir: &Path) -> Result<Self> {
+        config.validate()?;
+        if run_dir.join(CHECKPOINT_FILE).exists() {
+            return Err(Error::Config(format!(
+                "{} already holds a run; resume it with --resume or choose another --run-dir",
+                run_dir.display()
+            )));
+        }
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        let trainer = Self::build(config, run_dir)?;
+        trainer.config.save(run_dir)?;
+        Ok(trainer)
+    }
+
+    /// Reopens the run in `run_dir` at its last checkpoint.
+    pub fn resume(run_dir: &Path) -> Result<Self> {
+        let config = TrainConfig::load(run_dir)?;
+        config.validate()?;
+        let mut trainer = Self::build(config, run_dir)?;
+
+        let path = run_dir.join(CHECKPOINT_FILE);
+        if !path.exists() {
+            return Err(Error::Config(format!(
+                "{} has no checkpoint yet: nothing to resume; start the run again",
+                run_dir.display()
+            )));
+        }
+        trainer.state = checkpoint::load(&path, &mut trainer.vs, &mut trainer.sgd)?;
+        metrics::truncate_metrics(run_dir, trainer.state.epochs_done)?;
+        log::info!(
+            "resumed {} after epoch {} (step {})",
+            run_dir.display(),
+            trainer.state.epochs_done,
+            trainer.state.step
+        );
+        Ok(trainer)
+    }
+
+    fn build(config: TrainConfig, run_dir: &Path) -> Result<Self> {
+        tch::set_num_threads(config.threads as i32);
+        tch::manual_seed(config.seed as i64);
+
+        let shards = Arc::new(ShardSet::open(&config.data)?);
+        let train = shards.split(&config.train_split)?;
+        shards.split(&config.eval_split)?;
+        let (_, _, channels) = train.shape();
+        let classes = shards.manifest().classes.len();
+        let spec = CifarResNetSpec::from_name(&config.model, channels, classes)?;
+
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = CifarResNet::new(&vs.root(), spec);
+        let sgd = Sgd::new(
+            &vs,
+            config.momentum,
+            config.nesterov,
+            config.weight_decay,
+            config.decay_bn_and_bias,
+        );
+        let state = TrainState {
+            epochs_done: 0,
+            step: 0,
+            loader: LoaderState { seed: config.seed, epoch: 0, position: 0 },
+        };
+        Ok(Trainer { config, run_dir: run_dir.to_path_buf(), shards, vs, model, sgd, state })
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Where the run stands.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The model's variables.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Trains up to `config.epochs`, evaluating, logging and checkpointing after each epoch.
+    pub fn fit(&mut self, observer: &mut dyn Observer) -> Result<RunSummary> {
+        self.fit_until(self.config.epochs, observer)
+    }
+
+    /// Like [`Trainer::fit`] but stops after epoch `last_epoch` (at most `config.epochs`), as
+    /// an interrupted run would.
+    pub fn fit_until(
+        &mut self,
+        last_epoch: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<RunSummary> {
+        let started = Instant::now();
+        let last_epoch = last_epoch.min(self.config.epochs);
+        // A second handle, so that the loader's borrow of the split leaves `self` free.
+        let shards = Arc::clone(&self.shards);
+        let train = shards.split(&self.config.train_split)?;
+        let options = PlanOptions {
+            seed: self.config.seed,
+            shuffle: true,
+            batch_size: self.config.batch_size,
+            drop_last: false,
+            rank: 0,
+            world_size: 1,
+        };
+        let loader =
+            Loader::new(train, self.config.train_augment.clone(), options, self.config.prefetch)?;
+        let steps_per_epoch = loader.plan(0)?.batches();
+
+        let mut last_eval = None;
+        while self.state.epochs_done < last_epoch {
+            let epoch = self.state.epochs_done;
+            let position = self.state.loader.position;
+            let train_metrics =
+                self.train_epoch(&loader, epoch, position, steps_per_epoch, observer)?;
+            metrics::append_metrics(&self.run_dir, &train_metrics)?;
+
+            let eval_metrics = self.evaluate(epoch + 1, observer)?;
+            metrics::append_metrics(&self.run_dir, &eval_metrics)?;
+            last_eval = Some(eval_metrics);
+
+            self.state.epochs_done = epoch + 1;
+            self.state.loader =
+                LoaderState { seed: self.config.seed, epoch: epoch as u64 + 1, position: 0 };
+            checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
+        }
+
+        let logged = metrics::read_metrics(&self.run_dir)?;
+        let eval_split = &self.config.eval_split;
+        let best_top1 =
+            logged.iter().filter(|m| &m.split == eval_split).map(|m| m.top1).reduce(f64::max);
+        if last_eval.is_none() {
+            last_eval = logged.into_iter().rev().find(|m| &m.split == eval_split);
+        }
+        Ok(RunSummary {
+            epochs: self.state.epochs_done,
+            last_eval,
+            best_top1,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn train_epoch<S: SampleSource>(
+        &mut self,
+        loader: &Loader<'_, S>,
+        epoch: usize,
+        start: usize,
+        steps_per_epoch: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<EpochMetrics> {
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        let mut wait = 0.0;
+        let mut lr = self.config.lr.at(self.state.step, steps_per_epoch, self.config.epochs);
+        observer.pass_started(epoch + 1, &self.config.train_split, steps_per_epoch, start);
+
+        loader.run_epoch(epoch as u64, start, |batch: &Batch| -> Result<()> {
+            wait += batch.waited.as_secs_f64();
+            lr = self.config.lr.at(self.state.step, steps_per_epoch, self.config.epochs);
+            let (images, labels) = batch_tensors(batch);
+
+            let logits = self.model.forward_t(&images, true);
+            let loss = logits.cross_entropy_loss::<Tensor>(
+                &labels,
+                None,
+                Reduction::Mean,
+                -100,
+                self.config.label_smoothing,
+            );
+            self.sgd.zero_grad();
+            loss.backward();
+
+            let loss_value = f64::try_from(&loss)?;
+            if !loss_value.is_finite() {
+                return Err(Error::Diverged {
+                    epoch: epoch + 1,
+                    position: batch.position,
+                    loss: loss_value,
+                    lr,
+                });
+            }
+            self.sgd.step(lr);
+            self.state.step += 1;
+            self.state.loader.position = batch.position + 1;
+
+            tally.add(&logits.detach(), &labels, loss_value * batch.len() as f64);
+            observer.batch_finished(batch.len(), tally.loss());
+            Ok(())
+        })?;
+
+        let seconds = started.elapsed().as_secs_f64();
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            split: self.config.train_split.clone(),
+            loss: tally.loss(),
+            top1: tally.top1(),
+            top5: tally.top5(),
+            samples: tally.samples,
+            seconds,
+            images_per_second: tally.samples as f64 / seconds.max(1e-9),
+            data_wait_seconds: wait,
+            lr: Some(lr),
+        };
+        observer.pass_finished(&metrics);
+        Ok(metrics)
+    }
+
+    /// Evaluates the model on the evaluation split: loss, top-1, top-5 (no augmentation).
+    pub fn evaluate(&self, epoch: usize, observer: &mut dyn Observer) -> Result<EpochMetrics> {
+        let started = Instant::now();
+        let split = self.shards.split(&self.config.eval_split)?;
+        let options = PlanOptions::sequential(self.config.eval_batch_size);
+        let loader =
+            Loader::new(split, self.config.eval_augment.clone(), options, self.config.prefetch)?;
+        let batches = loader.plan(0)?.batches();
+        observer.pass_started(epoch, &self.config.eval_split, batches, 0);
+
+        let mut tally = Tally::default();
+        let mut wait = 0.0;
+        tch::no_grad(|| {
+            loader.run_epoch(0, 0, |batch: &Batch| -> Result<()> {
+                wait += batch.waited.as_secs_f64();
+                let (images, labels) = batch_tensors(batch);
+                let logits = self.model.forward_t(&images, false);
+                let loss =
+                    logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+                tally.add(&logits, &labels, f64::try_from(&loss)?);
+                observer.batch_finished(batch.len(), tally.loss());
+                Ok(())
+            })
+        })?;
+
+        let seconds = started.elapsed().as_secs_f64();
+        let metrics = EpochMetrics {
+            epoch,
+            split: self.config.eval_split.clone(),
+            loss: tally.loss(),
+            top1: tally.top1(),
+            top5: tally.top5(),
+            samples: tally.samples,
+            seconds,
+            images_per_second: tally.samples as f64 / seconds.max(1e-9),
+            data_wait_seconds: wait,
+            lr: None,
+        };
+        observer.pass_finished(&metrics);
+        Ok(metrics)
+    }
+}
+
+/// Wraps a batch as tensors: images N x C x H x W f32 and labels N int64 (one copy each).
+fn batch_tensors(batch: &Batch) -> (Tensor, Tensor) {
+    let shape: Vec<i64> = batch.shape().iter().map(|&d| d as i64).collect();
+    let images = Tensor::from_slice(batch.pixels()).view(shape.as_slice());
+    let labels = Tensor::from_slice(&batch.labels).to_kind(Kind::Int64);
+    (images, labels)
+}
