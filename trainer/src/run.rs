@@ -1,7 +1,7 @@
 //! The training loop: train an epoch, evaluate, log, checkpoint; resume from a run directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use expanse_dataset::loader::{Batch, Loader, LoaderState, PlanOptions, SampleSource};
@@ -27,6 +27,9 @@ pub trait Observer {
     /// A pass finished with these metrics.
     fn pass_finished(&mut self, _metrics: &EpochMetrics) {}
 }
+
+/// Serialises seeding and weight initialisation across trainers of one process.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// An observer that ignores every event.
 pub struct Quiet;
@@ -104,7 +107,6 @@ impl Trainer {
 
     fn build(config: TrainConfig, run_dir: &Path) -> Result<Self> {
         tch::set_num_threads(config.threads as i32);
-        tch::manual_seed(config.seed as i64);
 
         let shards = Arc::new(ShardSet::open(&config.data)?);
         let train = shards.split(&config.train_split)?;
@@ -114,7 +116,13 @@ impl Trainer {
         let spec = CifarResNetSpec::from_name(&config.model, channels, classes)?;
 
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = CifarResNet::new(&vs.root(), spec);
+        let model = {
+            // tch initialises weights from libtorch's process-wide generator; holding the lock
+            // from seeding to the last draw keeps concurrent trainers from interleaving draws.
+            let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            tch::manual_seed(config.seed as i64);
+            CifarResNet::new(&vs.root(), spec)
+        };
         let sgd = Sgd::new(
             &vs,
             config.momentum,

@@ -1,0 +1,172 @@
+//! End to end through the libraries on real Fashion-MNIST images: shards, loader, ResNet
+//! training, checkpoint and resume.
+//!
+//! Needs Debian's `dataset-fashion-mnist` (installed by `scripts/test.sh`).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use expanse::augment::CropFlipNormalize;
+use expanse::dataset::shard::{
+    write_record_set, RecordSet, RecordSplit, SampleSchema, WriteOptions,
+};
+use expanse::trainer::metrics::{read_metrics, EpochMetrics};
+use expanse::trainer::optim::{LearningRate, Schedule};
+use expanse::trainer::run::Quiet;
+use expanse::trainer::{TrainConfig, Trainer};
+
+const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Reads `count` images (28x28) and labels from a gzipped Fashion-MNIST IDX pair.
+fn read_idx_subset(prefix: &str, count: usize) -> (Vec<u8>, Vec<u32>) {
+    let read = |name: String| {
+        let file = std::fs::File::open(Path::new(FASHION_MNIST).join(&name))
+            .unwrap_or_else(|e| panic!("{name}: {e}; install dataset-fashion-mnist"));
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    let images = read(format!("{prefix}-images-idx3-ubyte.gz"));
+    let labels = read(format!("{prefix}-labels-idx1-ubyte.gz"));
+    let pixels = images[16..16 + count * 784].to_vec();
+    let labels = labels[8..8 + count].iter().map(|&l| u32::from(l)).collect();
+    (pixels, labels)
+}
+
+/// Writes a shard set of the first `train` training and `test` test images.
+fn subset_shards(dir: &Path, train: usize, test: usize) -> PathBuf {
+    let (train_pixels, train_labels) = read_idx_subset("train", train);
+    let (test_pixels, test_labels) = read_idx_subset("t10k", test);
+    let classes: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+    let schema = SampleSchema::raw_u8(28, 28, 1);
+    let set = RecordSet {
+        source_kind: "idx",
+        classes: &classes,
+        coarse_classes: None,
+        splits: vec![
+            RecordSplit {
+                name: "train",
+                schema,
+                pixels: &train_pixels,
+                labels: &train_labels,
+                coarse_labels: None,
+            },
+            RecordSplit {
+                name: "test",
+                schema,
+                pixels: &test_pixels,
+                labels: &test_labels,
+                coarse_labels: None,
+            },
+        ],
+    };
+    let out = dir.join("shards");
+    write_record_set(&set, &out, &WriteOptions::default()).unwrap();
+    out
+}
+
+fn config(data: PathBuf, epochs: usize, batch_size: usize) -> TrainConfig {
+    let (mean, std) = (vec![72.94], vec![90.02]);
+    TrainConfig {
+        data,
+        train_split: "train".into(),
+        eval_split: "test".into(),
+        model: "resnet8".into(),
+        epochs,
+        batch_size,
+        eval_batch_size: 256,
+        lr: LearningRate { base: 0.05, schedule: Schedule::Cosine, warmup_epochs: 0 },
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 5e-4,
+        decay_bn_and_bias: false,
+        label_smoothing: 0.0,
+        seed: 5,
+        threads: 2,
+        prefetch: 2,
+        train_augment: CropFlipNormalize::cifar(2, mean.clone(), std.clone()),
+        eval_augment: CropFlipNormalize::eval(mean, std),
+    }
+}
+
+/// Every variable of the model and its exact bits, sorted by name.
+fn weights(trainer: &Trainer) -> Vec<(String, Vec<u32>)> {
+    let mut all: Vec<(String, Vec<u32>)> = trainer
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(name, tensor)| {
+            let values = Vec::<f32>::try_from(tensor.flatten(0, -1)).unwrap();
+            (name, values.iter().map(|v| v.to_bits()).collect())
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Metrics without the wall-clock fields, which differ run to run.
+fn timeless(metrics: Vec<EpochMetrics>) -> Vec<(usize, String, u64, u64, u64, u64)> {
+    metrics
+        .into_iter()
+        .map(|m| {
+            (m.epoch, m.split, m.loss.to_bits(), m.top1.to_bits(), m.top5.to_bits(), m.samples)
+        })
+        .collect()
+}
+
+#[test]
+fn training_loss_falls_on_real_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 4096, 1000);
+    let run_dir = dir.path().join("run");
+
+    // 3 epochs of 128 steps of 32 images: 384 steps.
+    let mut trainer = Trainer::create(config(data, 3, 32), &run_dir).unwrap();
+    trainer.fit(&mut Quiet).unwrap();
+
+    let metrics = read_metrics(&run_dir).unwrap();
+    let train: Vec<&EpochMetrics> = metrics.iter().filter(|m| m.split == "train").collect();
+    let test: Vec<&EpochMetrics> = metrics.iter().filter(|m| m.split == "test").collect();
+    assert_eq!(train.len(), 3);
+    assert_eq!(test.len(), 3);
+    assert!(train[2].loss < 0.75 * train[0].loss, "train losses {:?}", train);
+    // Ten balanced classes: chance is 10%.
+    assert!(test[2].top1 > 0.70, "test top-1 {}", test[2].top1);
+    assert!(test[2].top5 > test[2].top1);
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 512, 256);
+
+    let straight_dir = dir.path().join("straight");
+    let mut straight = Trainer::create(config(data.clone(), 2, 64), &straight_dir).unwrap();
+    straight.fit(&mut Quiet).unwrap();
+
+    let resumed_dir = dir.path().join("resumed");
+    let mut first = Trainer::create(config(data, 2, 64), &resumed_dir).unwrap();
+    first.fit_until(1, &mut Quiet).unwrap();
+    drop(first);
+    let mut resumed = Trainer::resume(&resumed_dir).unwrap();
+    assert_eq!(resumed.state().epochs_done, 1);
+    resumed.fit(&mut Quiet).unwrap();
+
+    assert_eq!(resumed.state(), straight.state());
+    assert_eq!(weights(&resumed), weights(&straight));
+    assert_eq!(
+        timeless(read_metrics(&resumed_dir).unwrap()),
+        timeless(read_metrics(&straight_dir).unwrap())
+    );
+}
+
+#[test]
+fn second_create_in_same_run_dir_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 128, 64);
+    let run_dir = dir.path().join("run");
+
+    Trainer::create(config(data.clone(), 1, 64), &run_dir).unwrap().fit(&mut Quiet).unwrap();
+    let error = Trainer::create(config(data, 1, 64), &run_dir).err().unwrap();
+    assert!(error.to_string().contains("--resume"), "{error}");
+}
