@@ -543,3 +543,32 @@ fn missing_out_is_usage_error() {
     assert_mentions(&run.stderr, "<OUT>");
     assert_mentions(&run.stderr, "Usage:");
 }
+
+#[test]
+fn io_error_cause_printed_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let absent = temp.path().join("absent");
+    let out = temp.path().join("shards");
+
+    let convert_run = shardify(&[&absent, &out]);
+    let verify_run = shardify(&[Path::new("verify"), absent.as_path()]);
+
+    for run in [convert_run, verify_run] {
+        let line = assert_one_line_error(&run, 1);
+        let count = line.matches("No such file or directory").count();
+        assert_eq!(count, 1, "the cause is repeated: {line}");
+    }
+}
+
+#[test]
+fn overwrite_rejection_names_flag() {
+    let temp = tempfile::tempdir().unwrap();
+    let source = write_idx_source(temp.path(), "idx");
+    let out = temp.path().join("shards");
+    convert(&source.dir, &out, &[]);
+
+    let run = shardify(&[&source.dir, &out]);
+
+    let line = assert_one_line_error(&run, 1);
+    assert_mentions(&line, "--overwrite");
+}

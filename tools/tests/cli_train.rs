@@ -1,7 +1,7 @@
 //! Runs the real `train` binary on a tiny shard set (256 train and 64 test images of 28x28,
 //! 10 classes, made with `shardify`): the files of a run, resuming, and rejected settings.
 //!
-//! Every run uses resnet8, batch size 64 and one thread, so that each takes a few seconds.
+//! Runs that train use resnet8, batch size 64 and one thread, to keep them short.
 
 mod common;
 
@@ -164,8 +164,65 @@ fn resume_below_run_epochs_rejected() {
 
     let run = common::train(&["--resume", &run_text, "--epochs", "1"]);
 
+    assert_eq!(read_config(&run_dir)["epochs"], 2, "config.json epochs after the rejection");
     let line = assert_one_line_error(&run, 2);
     assert_mentions(&line, "--epochs 1");
+}
+
+#[test]
+fn failed_resume_keeps_config() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_, run_dir) = one_epoch_run(temp.path());
+    std::fs::remove_file(run_dir.join("checkpoint.ot")).unwrap();
+
+    let run = common::train(&["--resume", &run_dir.display().to_string(), "--epochs", "7"]);
+
+    assert_exit(&run, 2);
+    assert_eq!(read_config(&run_dir)["epochs"], 1, "config.json epochs after a failed resume");
+}
+
+#[test]
+fn resume_from_other_directory() {
+    let temp = tempfile::tempdir().unwrap();
+    tiny_shard_set(temp.path(), TRAIN_RECORDS as usize, TEST_RECORDS as usize);
+    let elsewhere = temp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    // `--data` and `--run-dir` relative to the first working directory.
+    let started =
+        common::train_in(temp.path(), &new_run_args(Path::new("shards"), Path::new("run"), &[]));
+    assert_exit(&started, 0);
+    let run_dir = temp.path().join("run").display().to_string();
+
+    let resumed = common::train_in(&elsewhere, &["--resume", &run_dir, "--epochs", "2"]);
+
+    assert_exit(&resumed, 0);
+    let metrics = read_metrics(&temp.path().join("run"));
+    assert_eq!(metrics.len(), 4, "metrics lines after resuming from another directory");
+}
+
+#[test]
+fn step_schedule_needs_milestones() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = tiny_shard_set(temp.path(), TRAIN_RECORDS as usize, TEST_RECORDS as usize);
+    let run_dir = temp.path().join("run");
+
+    let run = common::train(&new_run_args(&data, &run_dir, &["--schedule", "step"]));
+
+    assert!(!run_dir.join("config.json").exists(), "config.json written for a rejected run");
+    let line = assert_one_line_error(&run, 2);
+    assert_mentions(&line, "--milestones");
+}
+
+#[test]
+fn io_error_cause_printed_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let missing = temp.path().join("no-such-shards");
+    let run_dir = temp.path().join("run");
+
+    let run = common::train(&new_run_args(&missing, &run_dir, &[]));
+
+    let line = assert_one_line_error(&run, 1);
+    assert_eq!(line.matches("No such file or directory").count(), 1, "cause repeated: {line}");
 }
 
 #[test]
@@ -210,8 +267,8 @@ fn bad_settings_one_line_errors() {
     // (case, --data, extra flags, exit code, text the message must contain)
     let cases: [(&str, &Path, &[&str], i32, &str); 4] = [
         ("missing data", &missing, &[], 1, "no-such-shards"),
-        ("step schedule without milestones", &data, &["--schedule", "step"], 2, "--milestones"),
         ("negative lr", &data, &["--lr=-1"], 2, "learning rate"),
+        ("zero eval batch size", &data, &["--eval-batch-size", "0"], 2, "eval batch size"),
         ("momentum of 1", &data, &["--momentum", "1"], 2, "momentum"),
     ];
     for (index, (case, data_dir, extra, code, text)) in cases.into_iter().enumerate() {

@@ -179,7 +179,8 @@ impl Trainer {
             world_size: 1,
         };
         let loader =
-            Loader::new(train, self.config.train_augment.clone(), options, self.config.prefetch)?;
+            Loader::new(train, self.config.train_augment.clone(), options, self.config.prefetch)?
+                .with_threads(self.config.threads)?;
         let steps_per_epoch = loader.plan(0)?.batches();
 
         let mut last_eval = None;

@@ -52,6 +52,7 @@ pub struct Loader<'a, S: SampleSource> {
     prefetch: usize,
     sample_shape: [usize; 3],
     buffers: Mutex<Vec<Batch>>,
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl<'a, S: SampleSource> Loader<'a, S> {
@@ -82,7 +83,28 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         let buffers = (0..=prefetch)
             .map(|_| Batch::with_capacity(options.batch_size, sample_shape))
             .collect();
-        Ok(Loader { source, plan, options, prefetch, sample_shape, buffers: Mutex::new(buffers) })
+        let buffers = Mutex::new(buffers);
+        Ok(Loader { source, plan, options, prefetch, sample_shape, buffers, pool: None })
+    }
+
+    /// Augments on a pool of its own with `threads` threads instead of rayon's global pool.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for zero threads or when the pool cannot start.
+    pub fn with_threads(mut self, threads: usize) -> Result<Self> {
+        if threads == 0 {
+            return Err(Error::InvalidArgument("loader threads must be at least 1".into()));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("expanse-loader-{i}"))
+            .build()
+            .map_err(|e| {
+                Error::InvalidArgument(format!("cannot start {threads} loader threads: {e}"))
+            })?;
+        self.pool = Some(pool);
+        Ok(self)
     }
 
     /// Output shape of one sample: channels, height, width.
@@ -100,7 +122,8 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         EpochPlan::new(self.source.len(), epoch, &self.options)
     }
 
-    /// Fills `batch` with position `position` of `plan`, augmenting on the current rayon pool.
+    /// Fills `batch` with position `position` of `plan`, augmenting on the loader's pool (see
+    /// [`Loader::with_threads`]) or else on the current rayon pool.
     pub fn fill(
         &self,
         plan: &EpochPlan,
@@ -127,7 +150,11 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         batch.indices.extend_from_slice(indices);
         batch.labels.clear();
         batch.labels.extend(indices.iter().map(|&i| i64::from(self.source.label(i as usize))));
-        self.plan.par_apply_batch(&images, &keys, batch.pixels_mut(indices.len()))?;
+        let out = batch.pixels_mut(indices.len());
+        match &self.pool {
+            Some(pool) => pool.install(|| self.plan.par_apply_batch(&images, &keys, out))?,
+            None => self.plan.par_apply_batch(&images, &keys, out)?,
+        }
         Ok(())
     }
 
@@ -277,18 +304,15 @@ mod tests {
         batches
     }
 
-    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
-    }
-
     #[test]
     fn same_batches_with_one_and_two_threads() {
         let source = Synthetic::new(100, 9, 7);
         let op = CropFlipNormalize::cifar(2, vec![100.0], vec![50.0]);
-        let loader = Loader::new(&source, op, options(16), 2).unwrap();
+        let one =
+            Loader::new(&source, op.clone(), options(16), 2).unwrap().with_threads(1).unwrap();
+        let two = Loader::new(&source, op, options(16), 2).unwrap().with_threads(2).unwrap();
 
-        let one = in_pool(1, || collect(&loader, 3, 0));
-        let two = in_pool(2, || collect(&loader, 3, 0));
+        let (one, two) = (collect(&one, 3, 0), collect(&two, 3, 0));
         assert_eq!(one.len(), 7);
         assert_eq!(one, two);
     }
@@ -297,13 +321,18 @@ mod tests {
     fn resume_matches_uninterrupted_tail() {
         let source = Synthetic::new(100, 9, 7);
         let op = CropFlipNormalize::cifar(2, vec![100.0], vec![50.0]);
-        let loader = Loader::new(&source, op, options(16), 1).unwrap();
-
-        let full = collect(&loader, 1, 0);
-        for start in [0, 1, 4, 6, 7] {
-            let threads = 1 + start % 2;
-            let tail = in_pool(threads, || collect(&loader, 1, start));
-            assert_eq!(tail, full[start..], "resume at batch {start}");
+        let full =
+            Loader::new(&source, op.clone(), options(16), 1).unwrap().with_threads(2).unwrap();
+        let full = collect(&full, 1, 0);
+        for threads in [1, 2] {
+            let loader = Loader::new(&source, op.clone(), options(16), 1)
+                .unwrap()
+                .with_threads(threads)
+                .unwrap();
+            for start in [0, 1, 4, 6, 7] {
+                let tail = collect(&loader, 1, start);
+                assert_eq!(tail, full[start..], "resume at batch {start} with {threads} threads");
+            }
         }
     }
 

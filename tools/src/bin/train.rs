@@ -148,7 +148,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot start a run in {}", run_dir.display()))?
         }
     };
-    configure_threads(trainer.config().threads)?;
 
     let mut progress = PassProgress::new(expanse_tools::interactive());
     let summary = trainer.fit(&mut progress)?;
@@ -181,14 +180,6 @@ fn resume(run_dir: &std::path::Path, epochs: Option<usize>) -> anyhow::Result<Tr
         config.save(run_dir)?;
     }
     Trainer::resume(run_dir).with_context(|| format!("cannot resume {}", run_dir.display()))
-}
-
-fn configure_threads(threads: usize) -> anyhow::Result<()> {
-    // Augmentation runs on rayon's global pool, beside libtorch's own threads.
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .context("cannot start the augmentation thread pool")
 }
 
 fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {

@@ -36,25 +36,38 @@ impl RunOutput {
 
 /// Runs the `shardify` binary with `args`.
 pub fn shardify<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
-    run(env!("CARGO_BIN_EXE_shardify"), args)
+    run(env!("CARGO_BIN_EXE_shardify"), args, None)
 }
 
 /// Runs the `train` binary with `args`.
 pub fn train<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
-    run(env!("CARGO_BIN_EXE_train"), args)
+    run(env!("CARGO_BIN_EXE_train"), args, None)
 }
 
-/// Runs `program` with `args`, stdin closed and stdout and stderr captured, so stderr is not a
-/// terminal.
+/// Runs the `train` binary with `args` in the working directory `dir`.
+pub fn train_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> RunOutput {
+    run(env!("CARGO_BIN_EXE_train"), args, Some(dir))
+}
+
+/// Runs `program` with `args` in `working_dir` (or the test's own), stdin closed and stdout and
+/// stderr captured, so stderr is not a terminal.
 ///
 /// `RUST_LOG` is removed so that only warnings reach stderr. `RUST_BACKTRACE=1` is set so that
 /// a panic, or an error printed with its backtrace, shows up in the captured stderr.
-fn run<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> RunOutput {
+fn run<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+    working_dir: Option<&Path>,
+) -> RunOutput {
     let arg_texts: Vec<String> =
         args.iter().map(|arg| arg.as_ref().to_string_lossy().into_owned()).collect();
     let command = format!("{program} {}", arg_texts.join(" "));
 
-    let output = Command::new(program)
+    let mut process = Command::new(program);
+    if let Some(dir) = working_dir {
+        process.current_dir(dir);
+    }
+    let output = process
         .args(args)
         .env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "1")
