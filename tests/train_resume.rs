@@ -170,3 +170,60 @@ fn second_create_in_same_run_dir_is_rejected() {
     let error = Trainer::create(config(data, 1, 64), &run_dir).err().unwrap();
     assert!(error.to_string().contains("--resume"), "{error}");
 }
+
+/// Rewrites one field of a run's `config.json`.
+fn edit_config(run_dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = run_dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn divergence_stops_and_keeps_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 256, 64);
+    let run_dir = dir.path().join("run");
+    Trainer::create(config(data, 1, 64), &run_dir).unwrap().fit(&mut Quiet).unwrap();
+    let checkpoint = std::fs::read(run_dir.join("checkpoint.ot")).unwrap();
+
+    edit_config(&run_dir, |c| {
+        c["lr"]["base"] = serde_json::json!(1e30);
+        c["epochs"] = serde_json::json!(2);
+    });
+    let error = Trainer::resume(&run_dir).unwrap().fit(&mut Quiet).err().unwrap();
+    assert!(
+        matches!(error, expanse::trainer::Error::Diverged { epoch: 2, .. }),
+        "expected divergence in epoch 2, got {error}"
+    );
+    assert_eq!(std::fs::read(run_dir.join("checkpoint.ot")).unwrap(), checkpoint);
+}
+
+#[test]
+fn checkpoint_of_other_model_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 128, 64);
+    let run_dir = dir.path().join("run");
+    Trainer::create(config(data, 1, 64), &run_dir).unwrap().fit(&mut Quiet).unwrap();
+
+    edit_config(&run_dir, |c| c["model"] = serde_json::json!("resnet26"));
+    let error = Trainer::resume(&run_dir).err().unwrap().to_string();
+    assert!(error.contains("checkpoint.ot"), "{error}");
+    assert!(error.contains("missing"), "{error}");
+}
+
+#[test]
+fn checkpoint_with_extra_layers_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 128, 64);
+    let run_dir = dir.path().join("run");
+    let mut deeper = config(data, 1, 64);
+    deeper.model = "resnet14".into();
+    Trainer::create(deeper, &run_dir).unwrap().fit(&mut Quiet).unwrap();
+
+    // resnet8's variables are a subset of resnet14's: the leftover entries must not pass.
+    edit_config(&run_dir, |c| c["model"] = serde_json::json!("resnet8"));
+    let error = Trainer::resume(&run_dir).err().unwrap().to_string();
+    assert!(error.contains("not in the model"), "{error}");
+}

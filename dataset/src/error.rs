@@ -9,8 +9,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An operating-system error on a file.
-    #[error("{}: {source}", path.display())]
+    /// An operating-system error on a file. The message names the file; the OS error is the
+    /// source, so print the chain (`{:#}` with anyhow) to see both.
+    #[error("{}", path.display())]
     Io {
         /// The file or folder being accessed.
         path: PathBuf,
@@ -46,7 +47,7 @@ pub enum Error {
     },
 
     /// A manifest that is not valid JSON or lacks a field.
-    #[error("{}: invalid manifest: {source}", path.display())]
+    #[error("{}: invalid manifest", path.display())]
     Manifest {
         /// The manifest file.
         path: PathBuf,
@@ -55,7 +56,7 @@ pub enum Error {
     },
 
     /// An augmentation that cannot be applied to the records' shape.
-    #[error("augmentation: {0}")]
+    #[error("augmentation")]
     Augment(#[from] expanse_augment::Error),
 
     /// A request that cannot be served, such as an unknown split or a zero batch size.

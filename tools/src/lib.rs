@@ -21,9 +21,51 @@ pub fn interactive() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// Prints `error` with its chain of causes on one line, as `error: a: b: c`, and returns
-/// `code` for `std::process::exit`.
-pub fn report(error: &anyhow::Error, code: i32) -> i32 {
+/// Writes `text` to stdout. A closed pipe (as with `| head`) ends the output quietly instead of
+/// failing.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A command line that cannot be used, such as contradictory options; exits with
+/// [`EXIT_USAGE`].
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns [`EXIT_USAGE`] for a [`UsageError`] or a trainer configuration error anywhere in
+/// the chain of `error`, [`EXIT_FAILURE`] otherwise.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    let usage = error.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || matches!(
+                cause.downcast_ref::<expanse_trainer::Error>(),
+                Some(expanse_trainer::Error::Config(_))
+            )
+    });
+    if usage {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// Prints `error` with its chain of causes on one line, as `error: a: b: c`, and returns the
+/// process exit code from [`exit_code`].
+pub fn report(error: &anyhow::Error) -> std::process::ExitCode {
     eprintln!("error: {error:#}");
-    code
+    std::process::ExitCode::from(exit_code(error) as u8)
 }

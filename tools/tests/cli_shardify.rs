@@ -266,7 +266,7 @@ fn idx_too_few_class_names() {
     let run =
         shardify(&[source.dir.as_path(), out.as_path(), Path::new("--classes"), Path::new("a,b")]);
 
-    let line = assert_one_line_error(&run, 1);
+    let line = assert_one_line_error(&run, 2);
     assert_mentions(&line, "--classes");
     assert_mentions(&line, "label 2");
     assert_mentions(&line, "at least 3");
@@ -366,7 +366,7 @@ fn existing_set_needs_overwrite() {
     let rejected = shardify(&[&cifar, &out]);
 
     let line = assert_one_line_error(&rejected, 1);
-    assert_mentions(&line, "manifest.json");
+    assert_mentions(&line, "already holds a shard set");
     let verified = shardify(&["verify", out.to_str().unwrap()]);
     assert_exit(&verified, 0);
     for (name, bytes) in &before {

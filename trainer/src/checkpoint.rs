@@ -86,7 +86,7 @@ pub fn save(run_dir: &Path, vs: &nn::VarStore, sgd: &Sgd, state: &TrainState) ->
 ///
 /// [`Error::Checkpoint`] when a variable or buffer is missing or has another shape, or the
 /// state entry is absent or not valid JSON.
-pub fn load(path: &Path, vs: &mut nn::VarStore, sgd: &mut Sgd) -> Result<TrainState> {
+pub fn load(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState> {
     let checkpoint_error =
         |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
 
@@ -110,9 +110,25 @@ pub fn load(path: &Path, vs: &mut nn::VarStore, sgd: &mut Sgd) -> Result<TrainSt
         Ok(saved.shallow_clone())
     };
 
+    let variables = vs.variables();
+    let model_entries = entries.keys().filter(|name| name.starts_with("model.")).count();
+    if model_entries > variables.len() {
+        let extra = entries
+            .keys()
+            .filter_map(|name| name.strip_prefix("model."))
+            .find(|name| !variables.contains_key(*name))
+            .unwrap_or("?");
+        return Err(checkpoint_error(format!(
+            "{model_entries} model entries for {} model variables; entry model.{extra} is not in \
+             the model (a checkpoint of another architecture?)",
+            variables.len()
+        )));
+    }
+
     let mut restored = Vec::new();
-    for (name, variable) in vs.variables() {
-        restored.push((variable, take(&format!("model.{name}"), &vs.variables()[&name])?));
+    for (name, variable) in variables {
+        let saved = take(&format!("model.{name}"), &variable)?;
+        restored.push((variable, saved));
     }
     let names: Vec<String> = sgd.buffers().map(|(name, _)| name.to_string()).collect();
     for name in names {

@@ -7,15 +7,15 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// An error from libtorch.
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
 
     /// An error reading shards or building batches.
     #[error(transparent)]
     Dataset(#[from] expanse_dataset::Error),
 
-    /// An operating-system error on a file of the run directory.
-    #[error("{}: {source}", path.display())]
+    /// An operating-system error on a file of the run directory; the OS error is the source.
+    #[error("{}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
@@ -23,8 +23,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A JSON file of the run directory that cannot be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A JSON file of the run directory that cannot be read or written; the JSON error is the
+    /// source.
+    #[error("{}: invalid JSON", path.display())]
     Json {
         /// The file concerned.
         path: PathBuf,

@@ -75,16 +75,41 @@ impl Trainer {
                 run_dir.display()
             )));
         }
-        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        // Build first, so that a bad model name or data path leaves no folder behind.
         let trainer = Self::build(config, run_dir)?;
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
         trainer.config.save(run_dir)?;
         Ok(trainer)
     }
 
     /// Reopens the run in `run_dir` at its last checkpoint.
     pub fn resume(run_dir: &Path) -> Result<Self> {
-        let config = TrainConfig::load(run_dir)?;
+        Self::resume_with_epochs(run_dir, None)
+    }
+
+    /// Reopens the run in `run_dir` at its last checkpoint, raising its total epochs to
+    /// `epochs` when given. `config.json` is rewritten only once the checkpoint has loaded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `epochs` is below the run's epochs or there is no checkpoint.
+    pub fn resume_with_epochs(run_dir: &Path, epochs: Option<usize>) -> Result<Self> {
+        let mut config = TrainConfig::load(run_dir)?;
         config.validate()?;
+        let raised = match epochs {
+            Some(epochs) if epochs < config.epochs => {
+                return Err(Error::Config(format!(
+                    "--epochs {epochs} is below the run's {} epochs",
+                    config.epochs
+                )));
+            }
+            Some(epochs) => {
+                let raised = epochs != config.epochs;
+                config.epochs = epochs;
+                raised
+            }
+            None => false,
+        };
         let mut trainer = Self::build(config, run_dir)?;
 
         let path = run_dir.join(CHECKPOINT_FILE);
@@ -94,8 +119,11 @@ impl Trainer {
                 run_dir.display()
             )));
         }
-        trainer.state = checkpoint::load(&path, &mut trainer.vs, &mut trainer.sgd)?;
+        trainer.state = checkpoint::load(&path, &trainer.vs, &mut trainer.sgd)?;
         metrics::truncate_metrics(run_dir, trainer.state.epochs_done)?;
+        if raised {
+            trainer.config.save(run_dir)?;
+        }
         log::info!(
             "resumed {} after epoch {} (step {})",
             run_dir.display(),

@@ -30,7 +30,7 @@ pub trait SampleSource: Sync {
     fn label(&self, index: usize) -> u32;
 }
 
-/// Where a loader stands: enough to continue an epoch exactly where it stopped.
+/// The position of a loader: enough to continue an epoch exactly where it stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoaderState {
     /// Seed of the run.
@@ -112,12 +112,12 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         self.sample_shape
     }
 
-    /// The plan options the loader follows.
+    /// Returns the plan options the loader follows.
     pub fn options(&self) -> &PlanOptions {
         &self.options
     }
 
-    /// The order of `epoch`.
+    /// Builds the order of `epoch`.
     pub fn plan(&self, epoch: u64) -> Result<EpochPlan> {
         EpochPlan::new(self.source.len(), epoch, &self.options)
     }
@@ -209,13 +209,13 @@ impl<'a, S: SampleSource> Loader<'a, S> {
 
             let mut outcome = Ok(());
             for _ in start..plan.batches() {
-                let asked = Instant::now();
+                let requested = Instant::now();
                 let Ok((mut batch, filled)) = full_rx.recv() else {
                     outcome =
                         Err(Error::InvalidArgument("loader thread stopped early".into()).into());
                     break;
                 };
-                batch.waited = asked.elapsed();
+                batch.waited = requested.elapsed();
                 let consumed = match filled {
                     Ok(()) => consume(&batch),
                     Err(e) => Err(e.into()),
@@ -287,7 +287,7 @@ mod tests {
         }
     }
 
-    /// Every batch of `epoch` from `start`, as (labels, pixel bits).
+    /// Collects every batch of `epoch` from `start`, as (labels, pixel bits).
     fn collect(
         loader: &Loader<'_, Synthetic>,
         epoch: u64,

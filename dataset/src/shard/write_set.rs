@@ -125,7 +125,7 @@ pub fn write_record_set(
         if !opts.overwrite {
             let error = std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
-                "a shard set is already here; set WriteOptions::overwrite to replace it",
+                "a shard set already exists here; enable overwrite to replace it",
             );
             return Err(Error::io(manifest_path, error));
         }

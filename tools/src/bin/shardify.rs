@@ -6,14 +6,18 @@
 //! shardify inspect OUT [--json]                               counts, classes, shape, statistics
 //! ```
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use expanse_dataset::shard::{verify_shard_set, write_shard_set, Manifest, ShardSet, WriteOptions};
+use expanse_dataset::shard::{
+    verify_shard_set, write_shard_set, Manifest, ShardSet, WriteOptions, MANIFEST_FILE,
+};
 use expanse_dataset::source::read_source;
+use expanse_tools::UsageError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -85,9 +89,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            ExitCode::from(expanse_tools::report(&error, expanse_tools::EXIT_FAILURE) as u8)
-        }
+        Err(error) => expanse_tools::report(&error),
     }
 }
 
@@ -95,17 +97,24 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
     let src = args.src.expect("clap requires SRC");
     let out = args.out.expect("clap requires OUT");
     let started = Instant::now();
+    if args.shard_size == 0 {
+        return Err(UsageError("--shard-size must be at least 1 MiB".into()).into());
+    }
+    if out.join(MANIFEST_FILE).exists() && !args.overwrite {
+        bail!("{} already holds a shard set; pass --overwrite to replace it", out.display());
+    }
 
     let mut source = read_source(&src, args.split.as_deref())
         .with_context(|| format!("cannot read the source {}", src.display()))?;
     if let Some(classes) = args.classes {
         let highest = source.splits.iter().flat_map(|s| s.labels.iter()).max().copied();
         if let Some(highest) = highest.filter(|&h| h as usize >= classes.len()) {
-            bail!(
+            return Err(UsageError(format!(
                 "--classes names {} classes, but the source has label {highest}; give at least {}",
                 classes.len(),
                 highest + 1
-            );
+            ))
+            .into());
         }
         source.classes = classes;
     }
@@ -149,43 +158,49 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
 fn inspect(dir: &Path, json: bool) -> anyhow::Result<()> {
     let set = ShardSet::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
     let manifest = set.manifest();
-    if json {
-        let text = serde_json::to_string_pretty(&inspect_json(dir, manifest))?;
-        println!("{text}");
-        return Ok(());
-    }
+    let text = if json {
+        serde_json::to_string_pretty(&inspect_json(dir, manifest))? + "\n"
+    } else {
+        inspect_text(dir, manifest)
+    };
+    expanse_tools::print_stdout(&text)
+}
 
+fn inspect_text(dir: &Path, manifest: &Manifest) -> String {
+    let mut out = String::new();
     let sample = &manifest.sample;
-    println!("shard set   {}", dir.display());
-    println!("source      {}", manifest.source_kind);
-    println!(
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "shard set   {}", dir.display());
+    let _ = writeln!(out, "source      {}", manifest.source_kind);
+    let _ = writeln!(
+        out,
         "sample      {}x{}x{} (height x width x channels), {:?} {:?}",
         sample.height, sample.width, sample.channels, sample.dtype, sample.encoding
     );
-    println!("classes     {}", manifest.classes.len());
+    let _ = writeln!(out, "classes     {}", manifest.classes.len());
     if let Some(coarse) = &manifest.coarse_classes {
-        println!("coarse      {}", coarse.len());
+        let _ = writeln!(out, "coarse      {}", coarse.len());
     }
     for split in &manifest.splits {
-        println!();
-        println!(
-            "split {}: {} records in {} shard(s)",
+        let mean: Vec<String> = split.channel_mean.iter().map(|m| format!("{m:.3}")).collect();
+        let std: Vec<String> = split.channel_std.iter().map(|s| format!("{s:.3}")).collect();
+        let _ = writeln!(
+            out,
+            "\nsplit {}: {} records in {} shard(s)",
             split.name,
             split.records,
             split.shards.len()
         );
-        let mean: Vec<String> = split.channel_mean.iter().map(|m| format!("{m:.3}")).collect();
-        let std: Vec<String> = split.channel_std.iter().map(|s| format!("{s:.3}")).collect();
-        println!("  channel mean {} (0..255)", mean.join(", "));
-        println!("  channel std  {}", std.join(", "));
-        println!("  content hash {}", split.content_hash);
-        println!("  {:>6}  {:>8}  class", "label", "records");
+        let _ = writeln!(out, "  channel mean {} (0..255)", mean.join(", "));
+        let _ = writeln!(out, "  channel std  {}", std.join(", "));
+        let _ = writeln!(out, "  content hash {}", split.content_hash);
+        let _ = writeln!(out, "  {:>6}  {:>8}  class", "label", "records");
         for (label, count) in split.class_counts.iter().enumerate() {
             let name = manifest.classes.get(label).map(String::as_str).unwrap_or("?");
-            println!("  {label:>6}  {count:>8}  {name}");
+            let _ = writeln!(out, "  {label:>6}  {count:>8}  {name}");
         }
     }
-    Ok(())
+    out
 }
 
 fn inspect_json(dir: &Path, manifest: &Manifest) -> serde_json::Value {

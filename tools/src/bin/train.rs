@@ -8,11 +8,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use expanse_augment::{CropFlipNormalize, HorizontalFlip, PadMode, RandomCrop};
 use expanse_dataset::shard::ShardSet;
 use expanse_tools::progress::PassProgress;
+use expanse_tools::UsageError;
 use expanse_trainer::optim::{LearningRate, Schedule};
 use expanse_trainer::{TrainConfig, Trainer};
 
@@ -128,19 +129,14 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            let usage = error
-                .downcast_ref::<expanse_trainer::Error>()
-                .is_some_and(|e| matches!(e, expanse_trainer::Error::Config(_)));
-            let code = if usage { expanse_tools::EXIT_USAGE } else { expanse_tools::EXIT_FAILURE };
-            ExitCode::from(expanse_tools::report(&error, code) as u8)
-        }
+        Err(error) => expanse_tools::report(&error),
     }
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
     let mut trainer = match &args.resume {
-        Some(run_dir) => resume(run_dir, args.epochs)?,
+        Some(run_dir) => Trainer::resume_with_epochs(run_dir, args.epochs)
+            .with_context(|| format!("cannot resume {}", run_dir.display()))?,
         None => {
             let config = resolve_config(&args)?;
             let run_dir = args.run_dir.clone().expect("clap requires --run-dir without --resume");
@@ -170,22 +166,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resume(run_dir: &std::path::Path, epochs: Option<usize>) -> anyhow::Result<Trainer> {
-    if let Some(epochs) = epochs {
-        let mut config = TrainConfig::load(run_dir)?;
-        if epochs < config.epochs {
-            bail!("--epochs {epochs} is below the run's {} epochs", config.epochs);
-        }
-        config.epochs = epochs;
-        config.save(run_dir)?;
-    }
-    Trainer::resume(run_dir).with_context(|| format!("cannot resume {}", run_dir.display()))
-}
-
 fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
     let data = args.data.clone().expect("clap requires --data without --resume");
     let shards = ShardSet::open(&data)
         .with_context(|| format!("cannot open the shard set {}", data.display()))?;
+    // Stored absolute, so that `--resume` works from any working directory.
+    let data = std::fs::canonicalize(&data)
+        .with_context(|| format!("cannot resolve the path {}", data.display()))?;
     let split = shards.split(&args.train_split)?;
     let stats = split.stats();
     let mean: Vec<f32> = stats.channel_mean.iter().map(|&m| m as f32).collect();
@@ -207,7 +194,10 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
         ScheduleKind::Cosine => Schedule::Cosine,
         ScheduleKind::Step => {
             if args.milestones.is_empty() {
-                bail!("--schedule step needs --milestones, for example --milestones 82,123");
+                return Err(UsageError(
+                    "--schedule step needs --milestones, for example --milestones 82,123".into(),
+                )
+                .into());
             }
             Schedule::Step { milestones: args.milestones.clone(), gamma: args.gamma }
         }
