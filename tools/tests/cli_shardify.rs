@@ -366,7 +366,7 @@ fn existing_set_needs_overwrite() {
     let rejected = shardify(&[&cifar, &out]);
 
     let line = assert_one_line_error(&rejected, 1);
-    assert_mentions(&line, "already holds a shard set");
+    assert_mentions(&line, "already contains a shard set");
     let verified = shardify(&["verify", out.to_str().unwrap()]);
     assert_exit(&verified, 0);
     for (name, bytes) in &before {

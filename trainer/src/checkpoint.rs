@@ -20,7 +20,7 @@ use crate::{Error, Result};
 /// File name of the latest checkpoint in a run directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.ot";
 
-/// Where training stands when the checkpoint is written.
+/// The position of training when the checkpoint is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainState {
     /// Epochs completed.

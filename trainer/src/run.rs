@@ -17,14 +17,14 @@ use crate::{Error, Result, TrainConfig};
 
 /// Receives progress events; the command-line tools draw progress bars with them.
 pub trait Observer {
-    /// A pass over `split` with `batches` batches starts (`done` of them already done when
-    /// resuming mid-epoch).
+    /// Called when a pass over `split` with `batches` batches starts (`done` of them already
+    /// done when resuming mid-epoch).
     fn pass_started(&mut self, _epoch: usize, _split: &str, _batches: usize, _done: usize) {}
 
-    /// A batch of a pass finished, with the running mean loss of the pass.
+    /// Called when a batch of a pass finished, with the running mean loss of the pass.
     fn batch_finished(&mut self, _samples: usize, _mean_loss: f64) {}
 
-    /// A pass finished with these metrics.
+    /// Called when a pass finished, with its metrics.
     fn pass_finished(&mut self, _metrics: &EpochMetrics) {}
 }
 
@@ -65,13 +65,13 @@ impl Trainer {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the folder already holds a checkpoint (resume it instead) or the
+    /// [`Error::Config`] when the folder already contains a checkpoint (resume it instead) or the
     /// configuration is invalid; dataset errors when the shards cannot be opened.
     pub fn create(config: TrainConfig, run_dir: &Path) -> Result<Self> {
         config.validate()?;
         if run_dir.join(CHECKPOINT_FILE).exists() {
             return Err(Error::Config(format!(
-                "{} already holds a run; resume it with --resume or choose another --run-dir",
+                "{} already contains a run; resume it with --resume or choose another --run-dir",
                 run_dir.display()
             )));
         }
@@ -166,17 +166,17 @@ impl Trainer {
         Ok(Trainer { config, run_dir: run_dir.to_path_buf(), shards, vs, model, sgd, state })
     }
 
-    /// The run's configuration.
+    /// Returns the run's configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
 
-    /// Where the run stands.
+    /// Returns the position of the run.
     pub fn state(&self) -> &TrainState {
         &self.state
     }
 
-    /// The model's variables.
+    /// Returns the model's variables.
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

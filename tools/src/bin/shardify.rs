@@ -101,7 +101,7 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
         return Err(UsageError("--shard-size must be at least 1 MiB".into()).into());
     }
     if out.join(MANIFEST_FILE).exists() && !args.overwrite {
-        bail!("{} already holds a shard set; pass --overwrite to replace it", out.display());
+        bail!("{} already contains a shard set; pass --overwrite to replace it", out.display());
     }
 
     let mut source = read_source(&src, args.split.as_deref())
