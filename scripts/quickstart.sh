@@ -3,7 +3,8 @@
 # train a CIFAR-style ResNet-20 on it on the CPU, evaluating on the 10,000 test images after
 # every epoch, and print a summary.
 #
-# Usage: scripts/quickstart.sh [extra train options]   e.g. --epochs 2 for a short try
+# Usage: scripts/quickstart.sh [extra train options]   e.g. --epochs 1 for a short try (the
+# last value of a repeated option wins)
 # Writes shards/fashion-mnist/ and runs/fashion-mnist-resnet20/ (replaced on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

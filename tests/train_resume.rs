@@ -71,6 +71,7 @@ fn config(data: PathBuf, epochs: usize, batch_size: usize) -> TrainConfig {
         data,
         train_split: "train".into(),
         eval_split: "test".into(),
+        train_content_hash: String::new(),
         model: "resnet8".into(),
         epochs,
         batch_size,
@@ -226,4 +227,15 @@ fn checkpoint_with_extra_layers_is_rejected() {
     edit_config(&run_dir, |c| c["model"] = serde_json::json!("resnet8"));
     let error = Trainer::resume(&run_dir).err().unwrap().to_string();
     assert!(error.contains("not in the model"), "{error}");
+}
+
+#[test]
+fn changed_training_data_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 128, 64);
+    let mut stale = config(data, 1, 64);
+    stale.train_content_hash = "0".repeat(64);
+
+    let error = Trainer::create(stale, &dir.path().join("run")).err().unwrap().to_string();
+    assert!(error.contains("changed since the run started"), "{error}");
 }

@@ -322,3 +322,50 @@ fn negative_lr_as_separate_value() {
     assert!(first.starts_with("error:"), "first stderr line is not an error\n{}", run.describe());
     assert!(!run_dir.join("checkpoint.ot").exists(), "a checkpoint was written");
 }
+
+#[test]
+fn resume_rejects_training_options() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_, run_dir) = one_epoch_run(temp.path());
+    let run_text = run_dir.display().to_string();
+    let before = std::fs::read(run_dir.join("config.json")).unwrap();
+
+    let rejected = common::train(&["--resume", &run_text, "--epochs", "2", "--lr", "0.5"]);
+
+    let line = assert_one_line_error(&rejected, 2);
+    assert_mentions(&line, "--lr");
+    assert_eq!(std::fs::read(run_dir.join("config.json")).unwrap(), before, "config.json changed");
+}
+
+#[test]
+fn repeated_option_last_wins() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = common::tiny_shard_set(temp.path(), 64, 32);
+    let run_dir = temp.path().join("run");
+    let mut args = new_run_args(&data, &run_dir, &[]);
+    args.extend(["--epochs".to_owned(), "1".to_owned()]);
+
+    let run = common::train(&args);
+
+    assert_exit(&run, 0);
+    assert_eq!(read_config(&run_dir)["epochs"], 1, "the last --epochs must win");
+}
+
+#[test]
+fn corrupt_checkpoint_is_one_line_error() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_, run_dir) = one_epoch_run(temp.path());
+    let checkpoint = run_dir.join("checkpoint.ot");
+    let mut bytes = std::fs::read(&checkpoint).unwrap();
+    // Every 512th byte: some land in tensor data, some in the archive's own structure.
+    for byte in bytes.iter_mut().step_by(512).skip(1) {
+        *byte ^= 0x55;
+    }
+    std::fs::write(&checkpoint, &bytes).unwrap();
+
+    let run_text = run_dir.display().to_string();
+    let resumed = common::train(&["--resume", &run_text, "--epochs", "2"]);
+
+    let line = assert_one_line_error(&resumed, 1);
+    assert_mentions(&line, "checkpoint.ot");
+}

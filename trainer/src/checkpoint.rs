@@ -31,6 +31,29 @@ pub struct TrainState {
     pub loader: LoaderState,
 }
 
+/// The `state` entry: the position plus a checksum of every other entry.
+#[derive(Serialize, Deserialize)]
+struct StoredState {
+    state: TrainState,
+    /// BLAKE3 over each entry's name and f32 values, in name order, as hex.
+    tensors_blake3: String,
+}
+
+/// Hashes `named` tensors (sorted by name) so that a corrupt checkpoint is caught on load,
+/// since libtorch's format carries no checksum of the tensor data.
+fn tensors_hash(named: &[(String, Tensor)]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for (name, tensor) in named {
+        hasher.update(name.as_bytes());
+        let values = Vec::<f32>::try_from(tensor.to_kind(tch::Kind::Float).flatten(0, -1))
+            .unwrap_or_default();
+        for value in values {
+            hasher.update(&value.to_le_bytes());
+        }
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder, synced and renamed,
 /// so that readers see the old content or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -60,8 +83,6 @@ fn publish(tmp: &Path, path: &Path) -> Result<()> {
 /// Saves the model, optimizer and `state` to `run_dir/checkpoint.ot` atomically.
 pub fn save(run_dir: &Path, vs: &nn::VarStore, sgd: &Sgd, state: &TrainState) -> Result<()> {
     let path = run_dir.join(CHECKPOINT_FILE);
-    let state_json =
-        serde_json::to_vec(state).map_err(|source| Error::Json { path: path.clone(), source })?;
 
     let mut named: Vec<(String, Tensor)> = Vec::new();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -72,6 +93,10 @@ pub fn save(run_dir: &Path, vs: &nn::VarStore, sgd: &Sgd, state: &TrainState) ->
     for (name, buffer) in sgd.buffers() {
         named.push((format!("momentum.{name}"), buffer.shallow_clone()));
     }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let stored = StoredState { state: *state, tensors_blake3: tensors_hash(&named) };
+    let state_json =
+        serde_json::to_vec(&stored).map_err(|source| Error::Json { path: path.clone(), source })?;
     named.push(("state".to_string(), Tensor::from_slice(&state_json)));
 
     let tmp = temporary_path(&path);
@@ -91,10 +116,14 @@ pub fn load(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState>
         |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
 
     // tch stores '.' in names as '|'; map them back.
-    let entries: HashMap<String, Tensor> = Tensor::load_multi(path)?
-        .into_iter()
-        .map(|(name, tensor)| (name.replace('|', "."), tensor))
-        .collect();
+    // libtorch's messages end in a C++ stack trace; its first line says what is wrong.
+    let loaded = Tensor::load_multi(path).map_err(|e| {
+        let message = e.to_string();
+        let first = message.lines().next().unwrap_or("unreadable").trim().to_string();
+        checkpoint_error(format!("cannot read the checkpoint: {first}"))
+    })?;
+    let entries: HashMap<String, Tensor> =
+        loaded.into_iter().map(|(name, tensor)| (name.replace('|', "."), tensor)).collect();
 
     let take = |name: &str, target: &Tensor| -> Result<Tensor> {
         let saved = entries
@@ -109,6 +138,26 @@ pub fn load(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState>
         }
         Ok(saved.shallow_clone())
     };
+
+    let state =
+        entries.get("state").ok_or_else(|| checkpoint_error("entry state is missing".into()))?;
+    let bytes = Vec::<u8>::try_from(state)
+        .map_err(|e| checkpoint_error(format!("entry state is not a byte tensor: {e}")))?;
+    let stored: StoredState = serde_json::from_slice(&bytes)
+        .map_err(|e| checkpoint_error(format!("entry state is not valid JSON: {e}")))?;
+    let mut tensors: Vec<(String, Tensor)> = entries
+        .iter()
+        .filter(|(name, _)| name.as_str() != "state")
+        .map(|(name, tensor)| (name.clone(), tensor.shallow_clone()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let computed = tensors_hash(&tensors);
+    if computed != stored.tensors_blake3 {
+        return Err(checkpoint_error(format!(
+            "tensor checksum mismatch: stored {}, computed {computed}; the file is corrupt",
+            stored.tensors_blake3
+        )));
+    }
 
     let variables = vs.variables();
     let model_entries = entries.keys().filter(|name| name.starts_with("model.")).count();
@@ -142,10 +191,5 @@ pub fn load(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState>
         }
     });
 
-    let state =
-        entries.get("state").ok_or_else(|| checkpoint_error("entry state is missing".into()))?;
-    let bytes = Vec::<u8>::try_from(state)
-        .map_err(|e| checkpoint_error(format!("entry state is not a byte tensor: {e}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| checkpoint_error(format!("entry state is not valid JSON: {e}")))
+    Ok(stored.state)
 }

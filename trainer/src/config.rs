@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use expanse_augment::CropFlipNormalize;
 use serde::{Deserialize, Serialize};
 
-use crate::optim::LearningRate;
+use crate::optim::{LearningRate, Schedule};
 use crate::{Error, Result};
 
 /// Everything that determines a run, so that `config.json` alone reproduces it.
@@ -17,6 +17,10 @@ pub struct TrainConfig {
     pub train_split: String,
     /// Split evaluated after each epoch.
     pub eval_split: String,
+    /// Content hash of the training split when the run started (from the shard manifest);
+    /// resuming on other data is rejected. Empty skips the check.
+    #[serde(default)]
+    pub train_content_hash: String,
     /// Model name, `resnetD` or `plainD` with `D = 6n + 2`.
     pub model: String,
     /// Epochs to train.
@@ -84,6 +88,28 @@ impl TrainConfig {
                 "weight decay must be non-negative, got {}",
                 self.weight_decay
             )));
+        }
+        if self.train_split == self.eval_split {
+            return Err(Error::Config(format!(
+                "the evaluation split must differ from the training split {:?}",
+                self.train_split
+            )));
+        }
+        if self.lr.warmup_epochs > self.epochs {
+            return Err(Error::Config(format!(
+                "{} warm-up epochs exceed the run's {} epochs",
+                self.lr.warmup_epochs, self.epochs
+            )));
+        }
+        if let Schedule::Step { milestones, gamma } = &self.lr.schedule {
+            if !(gamma.is_finite() && *gamma > 0.0) {
+                return Err(Error::Config(format!("step gamma must be positive, got {gamma}")));
+            }
+            if milestones.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(Error::Config(format!(
+                    "step milestones must increase, got {milestones:?}"
+                )));
+            }
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(Error::Config(format!(

@@ -61,6 +61,20 @@ pub enum Error {
         /// Learning rate of that step.
         lr: f64,
     },
+
+    /// The evaluation loss became NaN or infinite; nothing of that epoch is logged.
+    #[error(
+        "evaluation diverged after epoch {epoch}, batch {position}: loss {loss}; the last \
+         checkpoint is intact, lower --lr or check the checkpoint"
+    )]
+    NonFiniteEval {
+        /// Epoch (1-based) just trained.
+        epoch: usize,
+        /// Batch position in the evaluation pass.
+        position: usize,
+        /// The non-finite loss summed over that batch.
+        loss: f64,
+    },
 }
 
 /// The result type of the trainer crate.

@@ -139,6 +139,16 @@ impl Trainer {
         let shards = Arc::new(ShardSet::open(&config.data)?);
         let train = shards.split(&config.train_split)?;
         shards.split(&config.eval_split)?;
+        let found = &train.stats().content_hash;
+        if !config.train_content_hash.is_empty() && &config.train_content_hash != found {
+            return Err(Error::Config(format!(
+                "split {} of {} changed since the run started: content hash {found}, the run \
+                 expects {}; restore the original shards or start a new run",
+                config.train_split,
+                config.data.display(),
+                config.train_content_hash
+            )));
+        }
         let (_, _, channels) = train.shape();
         let classes = shards.manifest().classes.len();
         let spec = CifarResNetSpec::from_name(&config.model, channels, classes)?;
@@ -328,7 +338,12 @@ impl Trainer {
                 let logits = self.model.forward_t(&images, false);
                 let loss =
                     logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
-                tally.add(&logits, &labels, f64::try_from(&loss)?);
+                let loss_value = f64::try_from(&loss)?;
+                if !loss_value.is_finite() {
+                    let position = batch.position;
+                    return Err(Error::NonFiniteEval { epoch, position, loss: loss_value });
+                }
+                tally.add(&logits, &labels, loss_value);
                 observer.batch_finished(batch.len(), tally.loss());
                 Ok(())
             })

@@ -80,9 +80,10 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         let (out_channels, out_height, out_width) = plan.output_shape();
         let sample_shape = [out_channels, out_height, out_width];
         let prefetch = prefetch.max(1);
-        let buffers = (0..=prefetch)
-            .map(|_| Batch::with_capacity(options.batch_size, sample_shape))
-            .collect();
+        // No batch holds more samples than the split (or one rank's share of it) has.
+        let capacity = options.batch_size.min(source.len());
+        let buffers =
+            (0..=prefetch).map(|_| Batch::with_capacity(capacity, sample_shape)).collect();
         let buffers = Mutex::new(buffers);
         Ok(Loader { source, plan, options, prefetch, sample_shape, buffers, pool: None })
     }
@@ -383,6 +384,16 @@ mod tests {
         assert_eq!(seen, 3);
         assert_eq!(loader.buffers.lock().unwrap().len(), 3);
         assert_eq!(collect(&loader, 0, 0).len(), 10);
+    }
+
+    #[test]
+    fn batch_larger_than_split_allocates_split() {
+        let source = Synthetic::new(10, 4, 4);
+        let op = CropFlipNormalize::eval(vec![0.0], vec![1.0]);
+        let loader = Loader::new(&source, op, options(usize::MAX / 64), 1).unwrap();
+        let batches = collect(&loader, 0, 0);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].0.len(), 10);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use expanse_augment::{CropFlipNormalize, HorizontalFlip, PadMode, RandomCrop};
 use expanse_dataset::shard::ShardSet;
 use expanse_tools::progress::PassProgress;
@@ -18,7 +19,11 @@ use expanse_trainer::optim::{LearningRate, Schedule};
 use expanse_trainer::{TrainConfig, Trainer};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Train a CIFAR-style ResNet on an expanse shard set")]
+#[command(
+    version,
+    about = "Train a CIFAR-style ResNet on an expanse shard set",
+    args_override_self = true
+)]
 struct Args {
     /// Shard set folder written by `shardify`.
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
@@ -36,7 +41,7 @@ struct Args {
     #[arg(long, default_value = "resnet20")]
     model: String,
 
-    /// Epochs to train; with --resume, raises the run's total.
+    /// Epochs to train (default 10); with --resume, raises the run's total.
     #[arg(long)]
     epochs: Option<usize>,
 
@@ -126,8 +131,13 @@ enum ScheduleKind {
 
 fn main() -> ExitCode {
     expanse_tools::init_logging();
-    let args = Args::parse();
-    match run(args) {
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    let result = check_resume_options(&args, &matches).and_then(|()| run(args));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => expanse_tools::report(&error),
     }
@@ -166,6 +176,31 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rejects training options given together with `--resume`: the run's config.json fixes
+/// them, and silently ignoring them would mislead.
+fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()> {
+    if args.resume.is_none() {
+        return Ok(());
+    }
+    let command = Args::command();
+    let fixed: Vec<String> = command
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str())
+        .filter(|&id| id != "resume" && id != "epochs")
+        .filter(|&id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !fixed.is_empty() {
+        return Err(UsageError(format!(
+            "{} cannot be changed when resuming: the run's config.json fixes it; only --epochs \
+             can be raised",
+            fixed.join(", ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
     let data = args.data.clone().expect("clap requires --data without --resume");
     let shards = ShardSet::open(&data)
@@ -189,6 +224,9 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
         train_augment.flip = Some(HorizontalFlip::new(0.5));
     }
 
+    if !args.milestones.is_empty() && !matches!(args.schedule, ScheduleKind::Step) {
+        return Err(UsageError("--milestones needs --schedule step".into()).into());
+    }
     let schedule = match args.schedule {
         ScheduleKind::Constant => Schedule::Constant,
         ScheduleKind::Cosine => Schedule::Cosine,
@@ -209,6 +247,7 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
     Ok(TrainConfig {
         data,
         train_split: args.train_split.clone(),
+        train_content_hash: split.stats().content_hash.clone(),
         eval_split: args.eval_split.clone(),
         model: args.model.clone(),
         epochs: args.epochs.unwrap_or(10),
