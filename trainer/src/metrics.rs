@@ -46,6 +46,31 @@ impl Tally {
     pub fn top5(&self) -> f64 {
         self.top5 as f64 / self.samples.max(1) as f64
     }
+
+    /// Summarises a finished pass over `split` that took `elapsed`, of which `data_wait_seconds`
+    /// were spent waiting for the loader.
+    pub fn metrics(
+        &self,
+        epoch: usize,
+        split: &str,
+        elapsed: std::time::Duration,
+        data_wait_seconds: f64,
+        lr: Option<f64>,
+    ) -> EpochMetrics {
+        let seconds = elapsed.as_secs_f64();
+        EpochMetrics {
+            epoch,
+            split: split.to_string(),
+            loss: self.loss(),
+            top1: self.top1(),
+            top5: self.top5(),
+            samples: self.samples,
+            seconds,
+            images_per_second: self.samples as f64 / seconds.max(1e-9),
+            data_wait_seconds,
+            lr,
+        }
+    }
 }
 
 /// Counts the samples whose label is the best score, and among the five best.

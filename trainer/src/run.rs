@@ -302,19 +302,8 @@ impl Trainer {
             Ok(())
         })?;
 
-        let seconds = started.elapsed().as_secs_f64();
-        let metrics = EpochMetrics {
-            epoch: epoch + 1,
-            split: self.config.train_split.clone(),
-            loss: tally.loss(),
-            top1: tally.top1(),
-            top5: tally.top5(),
-            samples: tally.samples,
-            seconds,
-            images_per_second: tally.samples as f64 / seconds.max(1e-9),
-            data_wait_seconds: wait,
-            lr: Some(lr),
-        };
+        let split = &self.config.train_split;
+        let metrics = tally.metrics(epoch + 1, split, started.elapsed(), wait, Some(lr));
         observer.pass_finished(&metrics);
         Ok(metrics)
     }
@@ -349,19 +338,8 @@ impl Trainer {
             })
         })?;
 
-        let seconds = started.elapsed().as_secs_f64();
-        let metrics = EpochMetrics {
-            epoch,
-            split: self.config.eval_split.clone(),
-            loss: tally.loss(),
-            top1: tally.top1(),
-            top5: tally.top5(),
-            samples: tally.samples,
-            seconds,
-            images_per_second: tally.samples as f64 / seconds.max(1e-9),
-            data_wait_seconds: wait,
-            lr: None,
-        };
+        let split = &self.config.eval_split;
+        let metrics = tally.metrics(epoch, split, started.elapsed(), wait, None);
         observer.pass_finished(&metrics);
         Ok(metrics)
     }
