@@ -109,14 +109,15 @@ pub fn save(run_dir: &Path, vs: &nn::VarStore, sgd: &Sgd, state: &TrainState) ->
 ///
 /// # Errors
 ///
-/// [`Error::Checkpoint`] when a variable or buffer is missing or has another shape, or the
+/// [`Error::Checkpoint`] when the file cannot be read, its tensor checksum does not match, a
+/// variable or buffer is missing or has another shape, an entry is not in the model, or the
 /// state entry is absent or not valid JSON.
 pub fn load(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState> {
     let checkpoint_error =
         |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
 
     // tch stores '.' in names as '|'; map them back.
-    // libtorch's messages end in a C++ stack trace; its first line says what is wrong.
+    // libtorch's messages end in a C++ stack trace, and the first line names the problem.
     let loaded = Tensor::load_multi(path).map_err(|e| {
         let message = e.to_string();
         let first = message.lines().next().unwrap_or("unreadable").trim().to_string();
