@@ -90,7 +90,7 @@ fn config(data: PathBuf, epochs: usize, batch_size: usize) -> TrainConfig {
     }
 }
 
-/// Every variable of the model and its exact bits, sorted by name.
+/// Returns every variable of the model and its exact bits, sorted by name.
 fn weights(trainer: &Trainer) -> Vec<(String, Vec<u32>)> {
     let mut all: Vec<(String, Vec<u32>)> = trainer
         .var_store()

@@ -42,7 +42,7 @@ pub enum Error {
     Checkpoint {
         /// The checkpoint file.
         path: PathBuf,
-        /// What does not match, with both values.
+        /// The mismatch, with both values.
         message: String,
     },
 

@@ -96,7 +96,7 @@ impl Sgd {
     }
 }
 
-/// How the learning rate evolves over training.
+/// The shape of the learning rate over training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Schedule {

@@ -41,7 +41,7 @@ impl Batch {
         self.labels.len()
     }
 
-    /// Whether the batch holds no sample.
+    /// Returns whether the batch contains no sample.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -57,7 +57,7 @@ impl Batch {
         [self.len(), c, h, w]
     }
 
-    /// The filled pixels, NCHW.
+    /// Returns the filled pixels, NCHW.
     pub fn pixels(&self) -> &[f32] {
         &self.pixels[..self.len() * self.sample_len()]
     }

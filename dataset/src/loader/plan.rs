@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{Error, Result};
 
-/// How an epoch's records are ordered and split.
+/// The ordering and rank split of an epoch's records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanOptions {
     /// Seed of the run; with the epoch it fixes the permutation.

@@ -80,7 +80,7 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         let (out_channels, out_height, out_width) = plan.output_shape();
         let sample_shape = [out_channels, out_height, out_width];
         let prefetch = prefetch.max(1);
-        // No batch holds more samples than the split (or one rank's share of it) has.
+        // A batch never contains more samples than the split (or one rank's share of it).
         let capacity = options.batch_size.min(source.len());
         let buffers =
             (0..=prefetch).map(|_| Batch::with_capacity(capacity, sample_shape)).collect();

@@ -124,7 +124,7 @@ impl CifarResNet {
         CifarResNet { spec, conv1, bn1, blocks, fc }
     }
 
-    /// The depth, input channels, classes and shortcut choice.
+    /// Returns the depth, input channels, classes and shortcut choice.
     pub fn spec(&self) -> CifarResNetSpec {
         self.spec
     }
