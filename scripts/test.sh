@@ -9,4 +9,5 @@ apt_install dataset-fashion-mnist
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+bash scripts/test-python-reader.sh
 cargo bench --workspace --locked --no-run

@@ -9,7 +9,9 @@
 //!
 //! Nothing here depends on libtorch: batches are plain `f32`/`u32` buffers.
 
+pub mod convert;
 pub mod error;
+pub mod image;
 pub mod loader;
 pub mod shard;
 pub mod source;

@@ -46,17 +46,14 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Returns [`EXIT_USAGE`] for a [`UsageError`] or a trainer configuration error anywhere in
-/// the chain of `error`, [`EXIT_FAILURE`] otherwise.
-pub fn exit_code(error: &anyhow::Error) -> i32 {
-    let usage = error.chain().any(|cause| {
-        cause.is::<UsageError>()
-            || matches!(
-                cause.downcast_ref::<expanse_trainer::Error>(),
-                Some(expanse_trainer::Error::Config(_))
-            )
-    });
-    if usage {
+/// Returns [`EXIT_USAGE`] for a [`UsageError`] anywhere in the chain of `error`, or for a
+/// cause that `also_usage` accepts (such as a trainer configuration error), [`EXIT_FAILURE`]
+/// otherwise.
+pub fn exit_code(
+    error: &anyhow::Error,
+    also_usage: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> i32 {
+    if error.chain().any(|cause| cause.is::<UsageError>() || also_usage(cause)) {
         EXIT_USAGE
     } else {
         EXIT_FAILURE
@@ -64,8 +61,16 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
 }
 
 /// Prints `error` with its chain of causes on one line, as `error: a: b: c`, and returns the
-/// process exit code from [`exit_code`].
+/// process exit code: [`EXIT_USAGE`] for a [`UsageError`], [`EXIT_FAILURE`] otherwise.
 pub fn report(error: &anyhow::Error) -> std::process::ExitCode {
+    report_with(error, &|_| false)
+}
+
+/// As [`report`], with `also_usage` choosing further causes that mean a usage error.
+pub fn report_with(
+    error: &anyhow::Error,
+    also_usage: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> std::process::ExitCode {
     eprintln!("error: {error:#}");
-    std::process::ExitCode::from(exit_code(error) as u8)
+    std::process::ExitCode::from(exit_code(error, also_usage) as u8)
 }

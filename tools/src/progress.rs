@@ -1,95 +1,81 @@
-//! Progress of training passes: indicatif bars on a terminal, plain lines otherwise.
+//! Progress of conversions: an indicatif bar on a terminal, plain lines otherwise.
 
 use std::time::{Duration, Instant};
 
-use expanse_trainer::metrics::EpochMetrics;
-use expanse_trainer::Observer;
+use expanse_dataset::convert::ConvertObserver;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Shows each training and evaluation pass.
-pub struct PassProgress {
+/// Interval between plain progress lines when stderr is not a terminal.
+pub const PLAIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Shows a photo conversion: a bar with rate and ETA on a terminal, plain lines otherwise.
+pub struct ConvertProgress {
     bar: Option<ProgressBar>,
     interactive: bool,
-    label: String,
-    batches: usize,
-    done: usize,
-    samples: usize,
+    images: u64,
+    done: u64,
+    bytes_in: u64,
     started: Instant,
     last_line: Instant,
 }
 
-/// Interval between plain progress lines when stderr is not a terminal.
-const PLAIN_INTERVAL: Duration = Duration::from_secs(30);
-
-impl PassProgress {
-    /// Draws bars when `interactive`, plain lines on stderr otherwise.
+impl ConvertProgress {
+    /// Draws a bar when `interactive`, plain lines on stderr otherwise.
     pub fn new(interactive: bool) -> Self {
-        PassProgress {
+        ConvertProgress {
             bar: None,
             interactive,
-            label: String::new(),
-            batches: 0,
+            images: 0,
             done: 0,
-            samples: 0,
+            bytes_in: 0,
             started: Instant::now(),
             last_line: Instant::now(),
         }
     }
+
+    /// Removes the bar, if one is drawn.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
-impl Observer for PassProgress {
-    fn pass_started(&mut self, epoch: usize, split: &str, batches: usize, done: usize) {
-        self.label = format!("epoch {epoch} {split}");
-        self.batches = batches;
-        self.done = done;
-        self.samples = 0;
+impl ConvertObserver for ConvertProgress {
+    fn started(&mut self, images: u64, resumed: u64) {
+        self.images = images;
+        self.done = resumed;
         self.started = Instant::now();
         self.last_line = Instant::now();
+        if resumed > 0 {
+            eprintln!("resuming: {resumed} of {images} images were converted by an earlier run");
+        }
         if self.interactive {
-            let bar = ProgressBar::new(batches as u64);
+            let bar = ProgressBar::new(images);
             let style = ProgressStyle::with_template(
-                "{prefix:>16} [{bar:30}] {pos}/{len} {msg} {per_sec} eta {eta}",
+                "converting [{bar:30}] {pos}/{len} images {per_sec} {msg} eta {eta}",
             )
             .expect("template is valid")
             .progress_chars("=> ");
             bar.set_style(style);
-            bar.set_prefix(self.label.clone());
-            bar.set_position(done as u64);
+            bar.set_position(resumed);
+            bar.reset_eta();
             self.bar = Some(bar);
         }
     }
 
-    fn batch_finished(&mut self, samples: usize, mean_loss: f64) {
+    fn advanced(&mut self, bytes_in: u64) {
         self.done += 1;
-        self.samples += samples;
+        self.bytes_in += bytes_in;
+        let mib_per_s = self.bytes_in as f64
+            / (1 << 20) as f64
+            / self.started.elapsed().as_secs_f64().max(1e-9);
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("loss {mean_loss:.4}"));
+            bar.set_message(format!("{mib_per_s:.1} MiB/s in"));
             bar.inc(1);
         } else if self.last_line.elapsed() >= PLAIN_INTERVAL {
             self.last_line = Instant::now();
-            let rate = self.samples as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-            eprintln!(
-                "{}: batch {}/{} loss {mean_loss:.4} {rate:.0} images/s",
-                self.label, self.done, self.batches
-            );
+            eprintln!("converting: {}/{} images, {mib_per_s:.1} MiB/s in", self.done, self.images);
         }
-    }
-
-    fn pass_finished(&mut self, m: &EpochMetrics) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        let lr = m.lr.map(|lr| format!(" lr {lr:.5}")).unwrap_or_default();
-        eprintln!(
-            "epoch {} {:<5} loss {:.4} top1 {:.2}% top5 {:.2}% {:.1}s {:.0} images/s data wait {:.1}s{lr}",
-            m.epoch,
-            m.split,
-            m.loss,
-            100.0 * m.top1,
-            100.0 * m.top5,
-            m.seconds,
-            m.images_per_second,
-            m.data_wait_seconds,
-        );
     }
 }

@@ -9,27 +9,29 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::shard::layout::{
-    header_crc32c, record_crc32c, IndexEntry, SampleSchema, ShardHeader, HEADER_LEN,
-    INDEX_ENTRY_LEN,
+    header_crc32c, record_crc32c, IndexEntry, ShardHeader, HEADER_LEN, INDEX_ENTRY_LEN,
 };
 use crate::shard::limits::Limits;
 use crate::shard::mmap::map_read_only;
+use crate::shard::schema::{Encoding, RecordMeta, SampleSchema};
 use crate::shard::validate::validate;
+
+/// The bytes every JPEG file starts with: the start-of-image marker.
+const JPEG_START: [u8; 2] = [0xff, 0xd8];
 
 /// One open shard file, memory-mapped read-only and validated.
 ///
 /// [`ShardReader::open`] checks the header, every index entry and the header checksum before
 /// it returns, so the accessors below index only into ranges known to lie inside the file.
-/// Record checksums are checked only by [`ShardReader::checked_record`] and
-/// [`ShardReader::check_records`].
+/// Opening reads the header and index only, never the record data. Record checksums, path
+/// text and JPEG markers are checked only by [`ShardReader::checked_record`] and
+/// [`ShardReader::check_records`], and path text also by [`ShardReader::source_path`].
 #[derive(Debug)]
 pub struct ShardReader {
     path: PathBuf,
     map: Mmap,
     header: ShardHeader,
     len: usize,
-    record_len: usize,
-    data_offset: usize,
 }
 
 /// The header checksum as stored and as computed from the mapped bytes.
@@ -52,21 +54,51 @@ impl HeaderChecksum {
     }
 }
 
-/// A record whose stored checksum differs from the checksum of its bytes and labels.
+/// A record that fails a check of its bytes: its checksum, or the contents the format
+/// prescribes once the checksum matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BadRecord {
     pub index: usize,
     pub offset: u64,
-    pub stored: u32,
-    pub computed: u32,
+    pub fault: RecordFault,
+}
+
+/// The fault of a [`BadRecord`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecordFault {
+    /// The stored checksum differs from the checksum of the record and entry bytes.
+    Checksum { stored: u32, computed: u32 },
+    /// The source path is not UTF-8; `valid_up_to` bytes of it are.
+    PathNotUtf8 { valid_up_to: usize },
+    /// A JPEG payload that does not start with `FF D8`.
+    NotJpeg { start: [u8; 2] },
 }
 
 impl BadRecord {
     pub fn message(&self) -> String {
-        format!(
-            "record {} at byte {}: checksum mismatch: stored 0x{:08x}, computed 0x{:08x}",
-            self.index, self.offset, self.stored, self.computed
-        )
+        let place = format!("record {} at byte {}", self.index, self.offset);
+        match self.fault {
+            RecordFault::Checksum { stored, computed } => format!(
+                "{place}: checksum mismatch: stored 0x{stored:08x}, computed 0x{computed:08x}"
+            ),
+            RecordFault::PathNotUtf8 { valid_up_to } => {
+                format!("{place}: source path is not valid UTF-8 after {valid_up_to} bytes")
+            }
+            RecordFault::NotJpeg { start } => format!(
+                "{place}: JPEG payload starts with {:02X} {:02X}, expected FF D8",
+                start[0], start[1]
+            ),
+        }
+    }
+
+    /// Builds the error for the shard at `path`: [`Error::Corrupt`] for a checksum mismatch,
+    /// [`Error::Format`] for contents the writer should never have written.
+    pub fn into_error(self, path: &Path, suffix: &str) -> Error {
+        let message = self.message() + suffix;
+        match self.fault {
+            RecordFault::Checksum { .. } => Error::Corrupt { path: path.into(), message },
+            _ => Error::format(path, message),
+        }
     }
 }
 
@@ -76,9 +108,9 @@ impl ShardReader {
     /// # Errors
     ///
     /// [`Error::Io`] when the file cannot be opened or mapped, [`Error::Format`] when a header
-    /// field, size or index entry is invalid, and [`Error::Corrupt`] when the header checksum
-    /// does not match. Messages name the file and, for index entries, the record and its byte
-    /// offset.
+    /// field, size or index entry is invalid (a version 1 file included), and
+    /// [`Error::Corrupt`] when the header checksum does not match. Messages name the file and,
+    /// for index entries, the record and its byte offset.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with_limits(path, &Limits::default())
     }
@@ -126,14 +158,8 @@ impl ShardReader {
             computed: header_crc32c(&header_bytes, &map[HEADER_LEN..index_end]),
         };
 
-        let reader = ShardReader {
-            path: path.to_path_buf(),
-            map,
-            header: layout.header,
-            len: layout.len,
-            record_len: layout.record_len,
-            data_offset: index_end,
-        };
+        let reader =
+            ShardReader { path: path.to_path_buf(), map, header: layout.header, len: layout.len };
         Ok((reader, checksum))
     }
 
@@ -147,7 +173,7 @@ impl ShardReader {
         &self.header
     }
 
-    /// Returns the shape and storage of every record.
+    /// Returns the layout, shape and storage of every record.
     pub fn schema(&self) -> &SampleSchema {
         &self.header.schema
     }
@@ -184,26 +210,65 @@ impl ShardReader {
         IndexEntry::decode(&bytes)
     }
 
-    /// Returns the bytes of record `i` (u8 HWC pixels) without checking its checksum.
-    ///
-    /// This is the hot path: it reads no index entry, because `open` verified that records
-    /// are stored back to back at the schema's record size.
+    /// Returns the payload of record `i` without checking its checksum: u8 HWC pixels for a
+    /// raw record, the JPEG file for a JPEG record. The source path is not part of it.
     ///
     /// # Panics
     ///
     /// When `i >= self.len()`.
     pub fn record(&self, i: usize) -> &[u8] {
-        self.assert_in_range(i);
-        let start = self.data_offset + i * self.record_len;
-        &self.map[start..start + self.record_len]
+        let entry = self.entry(i);
+        &self.record_bytes(&entry)[usize::from(entry.path_len)..]
     }
 
-    /// Returns the bytes of record `i` after checking its checksum.
+    /// Returns the source path of record `i`, relative to the source root with `/` between
+    /// components. The path is empty when the source had no file per record (IDX, CIFAR).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] naming the record when the path bytes are not UTF-8. Only a damaged
+    /// file gives this error, but opening does not read path bytes, so it surfaces here.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= self.len()`.
+    pub fn source_path(&self, i: usize) -> Result<&str> {
+        let entry = self.entry(i);
+        let path = &self.record_bytes(&entry)[..usize::from(entry.path_len)];
+
+        std::str::from_utf8(path).map_err(|error| {
+            let fault = RecordFault::PathNotUtf8 { valid_up_to: error.valid_up_to() };
+            let bad = BadRecord { index: i, offset: entry.offset, fault };
+            bad.into_error(&self.path, "")
+        })
+    }
+
+    /// Returns the shape, encoding and flags of record `i`.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= self.len()`.
+    pub fn meta(&self, i: usize) -> RecordMeta {
+        let entry = self.entry(i);
+
+        // `open` checked that every entry's channels and encoding equal the header's.
+        RecordMeta {
+            height: entry.height,
+            width: entry.width,
+            channels: entry.channels,
+            encoding: self.header.schema.encoding,
+            flags: entry.flags,
+        }
+    }
+
+    /// Returns the payload of record `i` after checking its checksum, its source path (UTF-8)
+    /// and, for a JPEG record, the `FF D8` start of its payload.
     ///
     /// # Errors
     ///
     /// [`Error::Corrupt`] naming the record, its byte offset and both checksums when the
-    /// stored checksum does not match the record bytes and labels.
+    /// stored checksum does not match the record bytes and entry fields, and [`Error::Format`]
+    /// naming the record for a path or payload start that the format does not allow.
     ///
     /// # Panics
     ///
@@ -211,20 +276,20 @@ impl ShardReader {
     pub fn checked_record(&self, i: usize) -> Result<&[u8]> {
         match self.bad_record(i) {
             None => Ok(self.record(i)),
-            Some(bad) => Err(Error::Corrupt { path: self.path.clone(), message: bad.message() }),
+            Some(bad) => Err(bad.into_error(&self.path, "")),
         }
     }
 
-    /// Checks the checksum of every record, in parallel on the current rayon pool.
+    /// Checks every record as [`ShardReader::checked_record`] does, in parallel on the current
+    /// rayon pool.
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupt`] for the record with the lowest index whose checksum does not match,
-    /// whatever the thread count.
+    /// The error of the record with the lowest index that fails, whatever the thread count.
     pub fn check_records(&self) -> Result<()> {
         match self.first_bad_record() {
             None => Ok(()),
-            Some(bad) => Err(Error::Corrupt { path: self.path.clone(), message: bad.message() }),
+            Some(bad) => Err(bad.into_error(&self.path, "")),
         }
     }
 
@@ -248,7 +313,7 @@ impl ShardReader {
         (self.header.labels_per_record == 2).then_some(second)
     }
 
-    /// Finds the lowest-indexed record whose checksum does not match.
+    /// Finds the lowest-indexed record that fails [`ShardReader::checked_record`].
     pub(crate) fn first_bad_record(&self) -> Option<BadRecord> {
         // `find_map_first` returns the lowest matching index, so the result does not depend
         // on how rayon splits the range.
@@ -257,14 +322,29 @@ impl ShardReader {
 
     fn bad_record(&self, i: usize) -> Option<BadRecord> {
         let entry = self.entry(i);
-        let computed = record_crc32c(self.record(i), entry.label, entry.second_label);
+        let bytes = self.record_bytes(&entry);
+        let (path, payload) = bytes.split_at(usize::from(entry.path_len));
+        let bad = |fault| Some(BadRecord { index: i, offset: entry.offset, fault });
 
-        (computed != entry.crc32c).then_some(BadRecord {
-            index: i,
-            offset: entry.offset,
-            stored: entry.crc32c,
-            computed,
-        })
+        let computed = record_crc32c(bytes, &entry);
+        if computed != entry.crc32c {
+            return bad(RecordFault::Checksum { stored: entry.crc32c, computed });
+        }
+        if let Err(error) = std::str::from_utf8(path) {
+            return bad(RecordFault::PathNotUtf8 { valid_up_to: error.valid_up_to() });
+        }
+        // `open` checked that a JPEG payload has at least 4 bytes.
+        if self.header.schema.encoding == Encoding::Jpeg && payload[..2] != JPEG_START {
+            return bad(RecordFault::NotJpeg { start: [payload[0], payload[1]] });
+        }
+        None
+    }
+
+    /// Returns the path and payload bytes of the record `entry` describes.
+    fn record_bytes(&self, entry: &IndexEntry) -> &[u8] {
+        // `open` checked that every record lies inside the mapped file.
+        let start = entry.offset as usize;
+        &self.map[start..start + entry.length as usize]
     }
 
     fn entry_offset(&self, i: usize) -> usize {
@@ -285,7 +365,10 @@ impl ShardReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::tests::fixtures::{build_shard, ShardSpec};
+    use crate::shard::tests::fixtures::{
+        build_records, build_shard, entry_field, jpeg_records, raw_variable_records, reseal_record,
+        ShardSpec,
+    };
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
         let path = dir.join(name);
@@ -314,6 +397,8 @@ mod tests {
             assert_eq!(reader.checked_record(i).unwrap(), spec.record(i));
             assert_eq!(reader.label(i), spec.labels[i]);
             assert_eq!(reader.coarse_label(i), Some(spec.coarse[i]));
+            assert_eq!(reader.source_path(i).unwrap(), "");
+            assert_eq!(reader.meta(i), spec.schema.fixed_meta().unwrap());
         }
         assert!(reader.check_records().is_ok());
     }
@@ -328,6 +413,46 @@ mod tests {
 
         assert_eq!(reader.coarse_label(2), None);
         assert_eq!(reader.label(2), spec.labels[2]);
+    }
+
+    #[test]
+    fn jpeg_records_give_payload_path_and_meta() {
+        let records = jpeg_records(5);
+        let schema = SampleSchema::variable(3, Encoding::Jpeg);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "val-00000.shard", &build_records(&schema, 1, &records));
+
+        let reader = ShardReader::open(&path).unwrap();
+
+        assert_eq!(*reader.schema(), schema);
+        assert_eq!(reader.len(), 5);
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(reader.record(i), record.payload, "record {i}");
+            assert_eq!(reader.checked_record(i).unwrap(), record.payload, "record {i}");
+            assert_eq!(reader.source_path(i).unwrap(), record.path, "record {i}");
+            assert_eq!(reader.meta(i), record.meta, "record {i}");
+            assert_eq!(reader.label(i), record.label, "record {i}");
+        }
+        assert!(reader.meta(1).is_reencoded());
+        assert!(!reader.meta(2).is_reencoded());
+    }
+
+    #[test]
+    fn fixed_record_excludes_its_path() {
+        let spec = ShardSpec::new(2, 2, 1, 3);
+        let mut records = spec.records();
+        records[1].path = "digits/one.png".into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a-00000.shard", &build_records(&spec.schema, 1, &records));
+
+        let reader = ShardReader::open(&path).unwrap();
+
+        for i in 0..3 {
+            assert_eq!(reader.record(i), spec.record(i), "record {i}");
+        }
+        assert_eq!(reader.source_path(1).unwrap(), "digits/one.png");
+        assert_eq!(reader.source_path(2).unwrap(), "");
+        assert!(reader.check_records().is_ok());
     }
 
     #[test]
@@ -356,5 +481,61 @@ mod tests {
         assert!(message.contains("record 1 at byte"), "{message}");
         assert!(message.contains("checksum mismatch"), "{message}");
         assert_eq!(reader.check_records().unwrap_err().to_string(), message);
+    }
+
+    #[test]
+    fn non_utf8_path_is_an_error() {
+        let schema = SampleSchema::variable(3, Encoding::Jpeg);
+        let mut bytes = build_records(&schema, 1, &jpeg_records(3));
+        let offset_at = entry_field(2, 0);
+        let offset = u64::from_le_bytes(bytes[offset_at..offset_at + 8].try_into().unwrap());
+        // A lone continuation byte, with the checksums rebuilt as a faulty writer would have.
+        bytes[offset as usize] = 0x80;
+        reseal_record(&mut bytes, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a-00000.shard", &bytes);
+
+        let reader = ShardReader::open(&path).unwrap();
+        let message = reader.source_path(2).unwrap_err().to_string();
+        let checked = reader.checked_record(2).unwrap_err();
+
+        let expected = format!("record 2 at byte {offset}: source path is not valid UTF-8");
+        assert!(message.contains(&expected), "{message}");
+        assert!(matches!(checked, Error::Format { .. }), "{checked}");
+        assert!(reader.source_path(1).is_ok());
+    }
+
+    #[test]
+    fn jpeg_without_start_marker_fails_checks() {
+        let mut records = jpeg_records(2);
+        records[0].payload[0] = 0x89;
+        let schema = SampleSchema::variable(3, Encoding::Jpeg);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a-00000.shard", &build_records(&schema, 1, &records));
+
+        let reader = ShardReader::open(&path).unwrap();
+        let message = reader.check_records().unwrap_err().to_string();
+
+        assert!(message.contains("record 0 at byte 152"), "{message}");
+        assert!(message.contains("JPEG payload starts with 89 D8, expected FF D8"), "{message}");
+        assert!(reader.checked_record(1).is_ok());
+    }
+
+    #[test]
+    fn raw_variable_records_read_back() {
+        let records = raw_variable_records(4);
+        let schema = SampleSchema::variable(3, Encoding::Raw);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a-00000.shard", &build_records(&schema, 1, &records));
+
+        let reader = ShardReader::open(&path).unwrap();
+
+        for (i, record) in records.iter().enumerate() {
+            let meta = reader.meta(i);
+            assert_eq!(reader.record(i), record.payload, "record {i}");
+            assert_eq!(reader.record(i).len() as u64, meta.raw_len().unwrap(), "record {i}");
+            assert_eq!(reader.source_path(i).unwrap(), record.path, "record {i}");
+        }
+        assert!(reader.check_records().is_ok());
     }
 }

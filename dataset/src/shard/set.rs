@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::shard::layout::SampleSchema;
 use crate::shard::limits::Limits;
 use crate::shard::manifest::{
     is_valid_split_name, shard_file_name, Manifest, ShardFile, SplitManifest, MANIFEST_FILE,
 };
 use crate::shard::reader::ShardReader;
+use crate::shard::schema::{Layout, RecordMeta, SampleSchema};
 
 /// An open shard set: its manifest and one validated [`ShardReader`] per shard file.
 #[derive(Debug)]
@@ -46,8 +46,9 @@ impl ShardSet {
     /// lists, and checks that each shard agrees with the manifest.
     ///
     /// The checks cover file names (`<split>-<number:05>.shard`, in order), record counts,
-    /// file sizes, header checksums, the schema, the number of labels per record and every
-    /// label against the class lists. Record checksums are left to [`crate::shard::verify_shard_set`].
+    /// file sizes, header checksums, the schema (layout included), the number of labels per
+    /// record, every label against the class lists and the lengths and order of the optional
+    /// RGB statistics. Record checksums are left to [`crate::shard::verify_shard_set`].
     ///
     /// # Errors
     ///
@@ -145,9 +146,32 @@ impl Split {
         self.len == 0
     }
 
-    /// Returns the shape and storage of every record.
+    /// Returns the layout, shape and storage of every record.
     pub fn schema(&self) -> &SampleSchema {
         &self.schema
+    }
+
+    /// Returns the height, width and channels every record shares.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a variable-layout split, whose records each have their
+    /// own shape (and may be JPEG files): such a split needs decoding and resizing to one
+    /// shape before a fixed-shape consumer can batch it.
+    pub fn fixed_shape(&self) -> Result<(usize, usize, usize)> {
+        let schema = &self.schema;
+        match schema.layout {
+            Layout::Fixed => {
+                Ok((schema.height as usize, schema.width as usize, schema.channels as usize))
+            }
+            Layout::Variable => Err(Error::InvalidArgument(format!(
+                "split \"{}\" stores {} records, each with its own height and width; a \
+                 fixed-shape reader needs a fixed-layout set such as one converted from IDX or \
+                 CIFAR",
+                self.name(),
+                schema
+            ))),
+        }
     }
 
     /// Returns the split's manifest entry: shard list, class counts, channel mean and std
@@ -161,7 +185,8 @@ impl Split {
         &self.shards
     }
 
-    /// Returns the bytes of record `i` (u8 HWC pixels) without checking its checksum.
+    /// Returns the payload of record `i` without checking its checksum: u8 HWC pixels for a
+    /// raw record, the JPEG file for a JPEG record.
     ///
     /// # Panics
     ///
@@ -171,7 +196,32 @@ impl Split {
         shard.record(local)
     }
 
-    /// Returns the bytes of record `i` after checking its checksum.
+    /// Returns the source path of record `i`, relative to the source root; empty for sources
+    /// without a file per record.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardReader::source_path`].
+    ///
+    /// # Panics
+    ///
+    /// When `i >= self.len()`.
+    pub fn source_path(&self, i: usize) -> Result<&str> {
+        let (shard, local) = self.locate(i);
+        shard.source_path(local)
+    }
+
+    /// Returns the shape, encoding and flags of record `i`.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= self.len()`.
+    pub fn meta(&self, i: usize) -> RecordMeta {
+        let (shard, local) = self.locate(i);
+        shard.meta(local)
+    }
+
+    /// Returns the payload of record `i` after the checks of [`ShardReader::checked_record`].
     ///
     /// # Errors
     ///
@@ -219,8 +269,9 @@ impl Split {
     }
 }
 
-/// Checks the manifest entry of split `position`: a unique, valid name and one statistic per
-/// channel and class.
+/// Checks the manifest entry of split `position`: a unique, valid name, one statistic per
+/// channel and class, and RGB statistics only for 3 channels with eigenvalues in descending
+/// order.
 pub(crate) fn check_split_entry(dir: &Path, manifest: &Manifest, position: usize) -> Result<()> {
     let split = &manifest.splits[position];
     let name = split.name.escape_debug();
@@ -246,6 +297,22 @@ pub(crate) fn check_split_entry(dir: &Path, manifest: &Manifest, position: usize
             split.class_counts.len(),
             manifest.classes.len()
         ));
+    }
+
+    let has_rgb = split.rgb_covariance.is_some()
+        || split.rgb_eigenvalues.is_some()
+        || split.rgb_eigenvectors.is_some();
+    if has_rgb && channels != 3 {
+        return invalid(format!(
+            "split \"{name}\" has RGB covariance statistics for {channels} channels, expected 3"
+        ));
+    }
+    if let Some(values) = split.rgb_eigenvalues {
+        if values[0] < values[1] || values[1] < values[2] {
+            return invalid(format!(
+                "split \"{name}\" has RGB eigenvalues {values:?}, expected descending order"
+            ));
+        }
     }
     Ok(())
 }

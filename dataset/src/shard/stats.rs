@@ -48,7 +48,7 @@ impl ChannelSums {
 pub fn channel_stats(pixels: &[u8], channels: usize, record_len: usize) -> ChannelStats {
     assert!(channels > 0, "a pixel needs at least one channel");
     assert!(
-        record_len % channels == 0,
+        record_len.is_multiple_of(channels),
         "record length {record_len} is not a multiple of {channels}"
     );
 

@@ -52,7 +52,8 @@ pub fn verify_shard_set(dir: &Path) -> Result<VerifyReport> {
 }
 
 /// Verifies the shard set in `dir`: everything [`crate::shard::ShardSet::open`] checks, plus
-/// the checksum of every record and each split's content hash.
+/// every record as [`ShardReader::checked_record`] checks it (checksum, UTF-8 source path,
+/// `FF D8` start of a JPEG payload) and each split's content hash. Works for both layouts.
 ///
 /// Splits and shards are checked in manifest order and the first failure is returned, so the
 /// result does not depend on the thread count. Within a shard, record checksums are computed
@@ -63,10 +64,11 @@ pub fn verify_shard_set(dir: &Path) -> Result<VerifyReport> {
 /// The first failure found. A bad record gives [`Error::Corrupt`] naming the shard file, the
 /// record index within it, its byte offset and the stored and computed checksums, for
 /// example `train-00003.shard: record 1842 at byte 9437184: checksum mismatch: stored
-/// 0x1a2b3c4d, computed 0x5e6f7a8b`. A changed index entry or label also gives the record when
-/// its record checksum no longer matches, followed by the header checksum mismatch. Structural
-/// errors are those of [`ShardReader::open`]; a content hash mismatch names `manifest.json`
-/// and the split.
+/// 0x1a2b3c4d, computed 0x5e6f7a8b`. A changed label or record metadata (shape, path length,
+/// encoding, flags) also gives the record when its record checksum no longer matches, followed
+/// by the header checksum mismatch. A path or JPEG start the format does not allow gives
+/// [`Error::Format`] naming the record. Structural errors are those of [`ShardReader::open`];
+/// a content hash mismatch names `manifest.json` and the split.
 pub fn verify_shard_set_with_limits(dir: &Path, limits: &Limits) -> Result<VerifyReport> {
     let manifest = Manifest::read(dir, limits)?;
     let mut report = VerifyReport { splits: Vec::with_capacity(manifest.splits.len()) };
@@ -88,11 +90,12 @@ pub fn verify_shard_set_with_limits(dir: &Path, limits: &Limits) -> Result<Verif
             let (bad_record, ()) = rayon::join(|| reader.first_bad_record(), hash_file);
 
             if let Some(bad) = bad_record {
-                let mut message = bad.message();
-                if !header_checksum.matches() {
-                    message = format!("{message}; {}", header_checksum.mismatch_message());
-                }
-                return Err(Error::Corrupt { path, message });
+                let suffix = if header_checksum.matches() {
+                    String::new()
+                } else {
+                    format!("; {}", header_checksum.mismatch_message())
+                };
+                return Err(bad.into_error(&path, &suffix));
             }
             if !header_checksum.matches() {
                 return Err(Error::Corrupt { path, message: header_checksum.mismatch_message() });

@@ -7,12 +7,13 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::shard::atomic::{remove_leftover_tmp_files, sync_dir, write_file_atomically};
-use crate::shard::layout::{SampleSchema, HEADER_LEN, INDEX_ENTRY_LEN};
+use crate::shard::layout::{HEADER_LEN, INDEX_ENTRY_LEN};
 use crate::shard::limits::Limits;
 use crate::shard::manifest::{
     is_valid_split_name, shard_file_name, Manifest, SplitManifest, MANIFEST_FILE, MANIFEST_FORMAT,
     MANIFEST_VERSION,
 };
+use crate::shard::schema::SampleSchema;
 use crate::shard::stats::{channel_stats, class_counts};
 use crate::shard::writer::{check_schema, ShardWriter};
 use crate::source::SourceSet;
@@ -48,12 +49,13 @@ pub struct RecordSet<'a> {
     pub splits: Vec<RecordSplit<'a>>,
 }
 
-/// One split to write: records back to back with their labels.
+/// One split to write: fixed-layout records back to back with their labels. Records are
+/// written with empty source paths, no flags and the schema's shape.
 #[derive(Clone, Debug)]
 pub struct RecordSplit<'a> {
     /// The split name: 1 to 64 ASCII letters, digits, `_` or `-`.
     pub name: &'a str,
-    /// The shape and storage of every record.
+    /// The shape and storage of every record; a fixed layout ([`SampleSchema::raw_u8`]).
     pub schema: SampleSchema,
     /// The records back to back, `schema.record_len()` bytes each (u8 HWC for raw records).
     pub pixels: &'a [u8],
@@ -147,6 +149,7 @@ pub fn write_record_set(
         format: MANIFEST_FORMAT.to_owned(),
         version: MANIFEST_VERSION,
         source_kind: set.source_kind.to_owned(),
+        conversion: None,
         classes: set.classes.to_vec(),
         coarse_classes: set.coarse_classes.map(<[String]>::to_vec),
         sample,
@@ -214,6 +217,11 @@ fn write_split(
         coarse_class_counts: coarse_counts,
         channel_mean: stats.mean,
         channel_std: stats.std,
+        rgb_covariance: None,
+        rgb_eigenvalues: None,
+        rgb_eigenvectors: None,
+        skipped: None,
+        source_bytes: None,
         content_hash: hasher.finalize().to_hex().to_string(),
     })
 }
@@ -255,7 +263,13 @@ fn check_record_set(set: &RecordSet<'_>) -> Result<SampleSchema> {
             ));
         }
 
-        let record_len = check_schema(name, &split.schema)?;
+        let Some(record_len) = check_schema(name, &split.schema)? else {
+            return invalid(format!(
+                "split \"{name}\" has the variable layout {}; write_record_set writes fixed-layout \
+                 records, so write variable-layout ones with ShardWriter::push_record",
+                split.schema
+            ));
+        };
         let expected_len = (split.labels.len() as u64).checked_mul(record_len);
         if expected_len != Some(split.pixels.len() as u64) {
             return invalid(format!(
@@ -347,9 +361,9 @@ mod tests {
 
     #[test]
     fn shard_size_sets_records_per_shard() {
-        // 72-byte header plus 24 + 784 bytes per 28x28 record.
-        assert_eq!(records_per_shard(72 + 3 * 808, 784), 3);
-        assert_eq!(records_per_shard(72 + 3 * 808 - 1, 784), 2);
+        // 72-byte header plus 40 + 784 bytes per 28x28 record.
+        assert_eq!(records_per_shard(72 + 3 * 824, 784), 3);
+        assert_eq!(records_per_shard(72 + 3 * 824 - 1, 784), 2);
         assert_eq!(records_per_shard(10, 784), 1);
         assert_eq!(records_per_shard(u64::MAX, 1), 1 << 28);
     }

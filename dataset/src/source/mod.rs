@@ -19,12 +19,16 @@
 //! `cifar-10-batches-bin`, `cifar-100-binary`, `cifar-10-batches-py` or `cifar-100-python`.
 //! Sizes read from a file are checked against the file length or a cap before they are used, so
 //! corrupt input gives an error, not a panic or a huge allocation.
+//!
+//! Photo collections are not read into memory: [`list_class_folders`], [`list_with_labels`] and
+//! [`list_file`] list their files and labels for a converter to read one by one.
 
 mod cifar_binary;
 mod cifar_layout;
 mod cifar_python;
 mod detect;
 mod idx;
+mod images;
 mod pickle;
 
 #[cfg(test)]
@@ -39,6 +43,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 pub use detect::detect;
+pub use images::{list_class_folders, list_file, list_with_labels, ImageItem, ImageList};
 
 /// Largest single source file, CIFAR binary split or decompressed IDX payload that a reader loads
 /// into memory: 16 GiB, about a hundred times the largest official file (CIFAR-100 python `train`,

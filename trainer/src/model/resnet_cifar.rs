@@ -45,7 +45,7 @@ impl CifarResNetSpec {
         let depth: usize = digits.parse().map_err(|_| {
             Error::Config(format!("model {name:?}: depth {digits:?} is not a number"))
         })?;
-        if depth < 8 || (depth - 2) % 6 != 0 {
+        if depth < 8 || !(depth - 2).is_multiple_of(6) {
             return Err(Error::Config(format!(
                 "model {name:?}: depth {depth} is not 6n + 2 with n >= 1 (20, 32, 44, 56, 110)"
             )));

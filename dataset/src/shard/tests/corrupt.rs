@@ -4,10 +4,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::shard::tests::fixtures::{build_shard, reseal, SetData, ShardSpec};
+use crate::shard::tests::fixtures::{
+    build_shard, entry_field, jpeg_records, reseal, write_variable_set, SetData, ShardSpec,
+};
 use crate::shard::{
-    verify_shard_set, write_record_set, Manifest, ShardReader, ShardSet, WriteOptions, HEADER_LEN,
-    INDEX_ENTRY_LEN,
+    verify_shard_set, write_record_set, Encoding, Manifest, SampleSchema, ShardReader, ShardSet,
+    WriteOptions, HEADER_LEN, INDEX_ENTRY_LEN,
 };
 
 /// An edit applied to a shard file's bytes.
@@ -30,12 +32,6 @@ fn write_set(dir: &Path) -> Manifest {
 /// Byte offset of record `i` in a shard of `count` records.
 fn record_offset(count: usize, i: usize) -> usize {
     HEADER_LEN + count * INDEX_ENTRY_LEN + i * RECORD_LEN
-}
-
-/// Byte offset of field `field` (0 offset, 8 length, 12 crc, 16 label, 20 second label) in
-/// index entry `i`.
-fn entry_field(i: usize, field: usize) -> usize {
-    HEADER_LEN + i * INDEX_ENTRY_LEN + field
 }
 
 fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
@@ -204,10 +200,13 @@ fn crafted_headers_are_rejected() {
         ("header length", Box::new(put_u32(12, 80)), "header length 80"),
         ("record count u64::MAX", Box::new(put_u64(16, u64::MAX)), "exceeds the limit"),
         ("record count past file", Box::new(put_u64(16, 1000)), "record count 1000 needs an index"),
-        ("height 0", Box::new(put_u32(24, 0)), "height 0 is outside"),
+        ("height 0", Box::new(put_u32(24, 0)), "height 0 and width 3"),
         ("huge channels", Box::new(put_u32(32, u32::MAX)), "channels 4294967295 is outside"),
         ("dtype", Box::new(|b: &mut Vec<u8>| b[36] = 7), "unknown dtype code 7"),
-        ("encoding png", Box::new(|b: &mut Vec<u8>| b[37] = 2), "encoding 2 (png) is reserved"),
+        ("version 1", Box::new(put_u32(8, 1)), "shard version 1 is no longer supported"),
+        ("encoding 2", Box::new(|b: &mut Vec<u8>| b[37] = 2), "unknown encoding code 2"),
+        ("fixed jpeg", Box::new(|b: &mut Vec<u8>| b[37] = 1), "fixed-layout shards store raw"),
+        ("width 0", Box::new(put_u32(28, 0)), "height 2 and width 0"),
         ("labels per record", Box::new(|b: &mut Vec<u8>| b[38] = 3), "labels per record is 3"),
         ("index offset", Box::new(put_u64(40, 0)), "index offset 0"),
         ("data offset", Box::new(put_u64(48, u64::MAX)), "data offset 18446744073709551615"),
@@ -218,6 +217,32 @@ fn crafted_headers_are_rejected() {
             "length 4294967295 exceeds file size",
         ),
         ("record length short", Box::new(put_u32(entry_field(2, 8), 17)), "record 2 at byte"),
+        (
+            "entry height",
+            Box::new(put_u32(entry_field(1, 24), 3)),
+            "shape 3x3 does not match the fixed 2x3",
+        ),
+        (
+            "path length",
+            Box::new(|b: &mut Vec<u8>| b[entry_field(0, 32)] = 19),
+            "path length 19 exceeds the record length 18",
+        ),
+        (
+            "path shortens payload",
+            Box::new(|b: &mut Vec<u8>| b[entry_field(0, 32)] = 1),
+            "payload length 17 does not match 2x3x3 = 18 bytes",
+        ),
+        ("entry channels", Box::new(|b: &mut Vec<u8>| b[entry_field(2, 34)] = 1), "channels 1"),
+        (
+            "entry encoding",
+            Box::new(|b: &mut Vec<u8>| b[entry_field(2, 35)] = 1),
+            "encoding code 1 does not match 0 (raw)",
+        ),
+        (
+            "entry flags",
+            Box::new(put_u32(entry_field(0, 36), 1 << 31)),
+            "flags 0x80000000 set undefined bits",
+        ),
         (
             "offset past end",
             Box::new(put_u64(entry_field(1, 0), 1 << 40)),
@@ -251,7 +276,7 @@ fn crafted_headers_are_rejected() {
         assert!(message.contains("train-00000.shard"), "{name}: {message}");
         assert!(message.contains(expected), "{name}: expected {expected:?} in {message:?}");
     }
-    assert_eq!(file_len, 198);
+    assert_eq!(file_len, 246);
 }
 
 #[test]
@@ -401,4 +426,118 @@ fn missing_shard_file_is_rejected() {
 
     assert!(open_message.contains("test-00000.shard"), "{open_message}");
     assert!(verify_message.contains("test-00000.shard"), "{verify_message}");
+}
+
+/// Writes a variable-layout JPEG set with one train shard of 4 records and a val shard of 2,
+/// applies `change` to `train-00000.shard` and returns the verify message.
+fn verify_variable_after(change: impl FnOnce(&mut Vec<u8>)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let records = jpeg_records(6);
+    let schema = SampleSchema::variable(3, Encoding::Jpeg);
+    write_variable_set(dir.path(), schema, &[("train", &records[..4]), ("val", &records[4..])], 4);
+    edit(&dir.path().join("train-00000.shard"), change);
+    verify_shard_set(dir.path()).unwrap_err().to_string()
+}
+
+/// Reads the offset stored in index entry `i`.
+fn stored_offset(bytes: &[u8], i: usize) -> u64 {
+    let at = entry_field(i, 0);
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+#[test]
+fn verify_catches_changed_meta_by_record_checksum() {
+    // Each edit leaves a valid entry, so only the record checksum ties it to the record.
+    let edits: [(&str, usize, u8); 4] =
+        [("height", 24, 0x01), ("width", 28, 0x02), ("flags", 36, 0x01), ("label", 16, 0x01)];
+
+    for (name, field, mask) in edits {
+        let mut offset = 0;
+        let message = verify_variable_after(|bytes| {
+            offset = stored_offset(bytes, 2);
+            bytes[entry_field(2, field)] ^= mask;
+        });
+
+        let place = format!("record 2 at byte {offset}: checksum mismatch");
+        assert!(message.contains("train-00000.shard"), "{name}: {message}");
+        assert!(message.contains(&place), "{name}: expected {place:?} in {message:?}");
+        assert!(message.contains("header checksum mismatch"), "{name}: {message}");
+    }
+}
+
+#[test]
+fn verify_catches_changed_path_byte() {
+    let mut offset = 0;
+
+    let message = verify_variable_after(|bytes| {
+        offset = stored_offset(bytes, 1);
+        bytes[offset as usize + 3] ^= 0x20;
+    });
+
+    let place = format!("record 1 at byte {offset}: checksum mismatch");
+    assert!(message.contains(&place), "{message}");
+    assert!(!message.contains("header checksum"), "{message}");
+}
+
+#[test]
+fn variable_manifest_edits_are_rejected() {
+    let cases: Vec<(&str, ManifestEdit, &str)> = vec![
+        (
+            "layout",
+            Box::new(|m: &mut Manifest| m.sample = SampleSchema::variable(3, Encoding::Raw)),
+            "schema variable-size 3-channel u8 jpeg does not match variable-size 3-channel u8 raw",
+        ),
+        (
+            "fixed sample",
+            Box::new(|m: &mut Manifest| m.sample = SampleSchema::raw_u8(4, 4, 3)),
+            "does not match 4x4x3 u8 raw in the manifest",
+        ),
+        (
+            "eigenvalue order",
+            Box::new(|m: &mut Manifest| m.splits[1].rgb_eigenvalues = Some([1.0, 2.0, 0.5])),
+            "split \"val\" has RGB eigenvalues [1.0, 2.0, 0.5], expected descending order",
+        ),
+    ];
+
+    for (name, change, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let records = jpeg_records(5);
+        let schema = SampleSchema::variable(3, Encoding::Jpeg);
+        let mut manifest = write_variable_set(
+            dir.path(),
+            schema,
+            &[("train", &records[..3]), ("val", &records[3..])],
+            2,
+        );
+        change(&mut manifest);
+        fs::write(dir.path().join("manifest.json"), manifest.to_json()).unwrap();
+
+        let open_message = ShardSet::open(dir.path()).unwrap_err().to_string();
+        let verify_message = verify_shard_set(dir.path()).unwrap_err().to_string();
+
+        assert!(
+            open_message.contains(expected),
+            "{name}: expected {expected:?} in {open_message:?}"
+        );
+        assert!(verify_message.contains(expected), "{name}: {verify_message}");
+    }
+}
+
+#[test]
+fn rgb_statistics_need_three_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest = write_set(dir.path());
+    manifest.splits[0].rgb_eigenvalues = Some([3.0, 2.0, 1.0]);
+    // The fixture set has 3 channels; the JSON is edited to claim 1.
+    let mut value = serde_json::to_value(&manifest).unwrap();
+    value["sample"]["channels"] = 1.into();
+    for split in value["splits"].as_array_mut().unwrap() {
+        split["channel_mean"] = serde_json::json!([1.0]);
+        split["channel_std"] = serde_json::json!([1.0]);
+    }
+    fs::write(dir.path().join("manifest.json"), value.to_string()).unwrap();
+
+    let message = ShardSet::open(dir.path()).unwrap_err().to_string();
+
+    assert!(message.contains("RGB covariance statistics for 1 channels, expected 3"), "{message}");
 }

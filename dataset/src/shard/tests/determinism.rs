@@ -29,12 +29,12 @@ fn same_input_gives_identical_files() {
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();
 
-    // 90-byte records, 8 to a 1 KiB shard: 5 train shards and 2 test shards.
+    // 90-byte records, 7 to a 1 KiB shard: 6 train shards and 2 test shards.
     write_record_set(&data.record_set(), first.path(), &shards_of_size(1024)).unwrap();
     write_record_set(&data.record_set(), second.path(), &shards_of_size(1024)).unwrap();
     let first_files = read_all(first.path());
 
-    assert_eq!(first_files.len(), 8, "expected 7 shards and a manifest: {:?}", first_files.keys());
+    assert_eq!(first_files.len(), 9, "expected 8 shards and a manifest: {:?}", first_files.keys());
     assert_eq!(first_files, read_all(second.path()));
 }
 
@@ -83,15 +83,22 @@ fn tiny_shard_matches_documented_layout() {
     let manifest = write_record_set(&set, dir.path(), &WriteOptions::default()).unwrap();
     let bytes = fs::read(dir.path().join("train-00000.shard")).unwrap();
 
-    let record_crc = |record: &[u8], label: u32| {
-        let mut covered = record.to_vec();
-        covered.extend_from_slice(&label.to_le_bytes());
-        covered.extend_from_slice(&u32::MAX.to_le_bytes());
-        crc32c::crc32c(&covered)
+    // Entry bytes 16..40 for record `i`: label, no second label, height 1, width 3, no path,
+    // 1 channel, raw encoding, no flags.
+    let checked_entry_bytes = |label: u32| {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&label.to_le_bytes());
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.extend_from_slice(&0u16.to_le_bytes());
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes
     };
     let mut header = Vec::new();
     header.extend_from_slice(b"EXPSHARD");
-    header.extend_from_slice(&1u32.to_le_bytes()); // version
+    header.extend_from_slice(&2u32.to_le_bytes()); // version
     header.extend_from_slice(&72u32.to_le_bytes()); // header length
     header.extend_from_slice(&2u64.to_le_bytes()); // record count
     header.extend_from_slice(&1u32.to_le_bytes()); // height
@@ -99,17 +106,18 @@ fn tiny_shard_matches_documented_layout() {
     header.extend_from_slice(&1u32.to_le_bytes()); // channels
     header.extend_from_slice(&[0, 0, 1, 0]); // dtype u8, encoding raw, 1 label, reserved
     header.extend_from_slice(&72u64.to_le_bytes()); // index offset
-    header.extend_from_slice(&120u64.to_le_bytes()); // data offset: 72 + 2 * 24
+    header.extend_from_slice(&152u64.to_le_bytes()); // data offset: 72 + 2 * 40
     header.extend_from_slice(&6u64.to_le_bytes()); // data length
     header.extend_from_slice(&[0; 8]); // header checksum (zero while computed), reserved
     let mut index = Vec::new();
     for (i, label) in labels.iter().enumerate() {
         let record = &pixels[i * 3..i * 3 + 3];
-        index.extend_from_slice(&(120 + 3 * i as u64).to_le_bytes());
+        let checked = checked_entry_bytes(*label);
+        let record_crc = crc32c::crc32c(&[record, checked.as_slice()].concat());
+        index.extend_from_slice(&(152 + 3 * i as u64).to_le_bytes());
         index.extend_from_slice(&3u32.to_le_bytes());
-        index.extend_from_slice(&record_crc(record, *label).to_le_bytes());
-        index.extend_from_slice(&label.to_le_bytes());
-        index.extend_from_slice(&u32::MAX.to_le_bytes());
+        index.extend_from_slice(&record_crc.to_le_bytes());
+        index.extend_from_slice(&checked);
     }
     let header_crc = crc32c::crc32c_append(crc32c::crc32c(&header), &index);
     header[64..68].copy_from_slice(&header_crc.to_le_bytes());
@@ -117,5 +125,5 @@ fn tiny_shard_matches_documented_layout() {
 
     assert_eq!(bytes, expected);
     assert_eq!(manifest.splits[0].shards[0].header_crc32c, header_crc);
-    assert_eq!(manifest.splits[0].shards[0].bytes, 126);
+    assert_eq!(manifest.splits[0].shards[0].bytes, 158);
 }

@@ -5,10 +5,12 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::shard::tests::fixtures::SetData;
+use crate::shard::tests::fixtures::{
+    jpeg_records, raw_variable_records, write_variable_set, FixtureRecord, SetData,
+};
 use crate::shard::{
-    channel_stats, verify_shard_set, write_record_set, write_shard_set, SampleSchema, ShardSet,
-    WriteOptions, HEADER_LEN, INDEX_ENTRY_LEN,
+    channel_stats, verify_shard_set, write_record_set, write_shard_set, Encoding, Layout,
+    SampleSchema, ShardSet, WriteOptions, HEADER_LEN, INDEX_ENTRY_LEN,
 };
 use crate::source::{SourceKind, SourceSet, SourceSplit};
 
@@ -66,7 +68,87 @@ fn one_channel_single_label_round_trip() {
         assert_eq!(train.record(i), data.train.record(i));
         assert_eq!(train.label(i), data.train.labels[i]);
         assert_eq!(train.coarse_label(i), None);
+        assert_eq!(train.source_path(i).unwrap(), "");
+        assert_eq!(train.meta(i), data.train.schema.fixed_meta().unwrap());
     }
+    assert_eq!(train.fixed_shape().unwrap(), (4, 9, 1));
+}
+
+/// Checks every record of split `name` of `set` against `records`.
+fn assert_split_matches(set: &ShardSet, name: &str, records: &[FixtureRecord]) {
+    let split = set.split(name).unwrap();
+
+    assert_eq!(split.len(), records.len(), "{name}");
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(split.record(i), record.payload, "{name} record {i}");
+        assert_eq!(split.checked_record(i).unwrap(), record.payload, "{name} record {i}");
+        assert_eq!(split.source_path(i).unwrap(), record.path, "{name} record {i}");
+        assert_eq!(split.meta(i), record.meta, "{name} record {i}");
+        assert_eq!(split.label(i), record.label, "{name} record {i}");
+        assert_eq!(split.coarse_label(i), None, "{name} record {i}");
+    }
+}
+
+#[test]
+fn variable_jpeg_set_round_trip() {
+    let records = jpeg_records(11);
+    let (train, val) = records.split_at(8);
+    let schema = SampleSchema::variable(3, Encoding::Jpeg);
+    let dir = tempfile::tempdir().unwrap();
+
+    let manifest = write_variable_set(dir.path(), schema, &[("train", train), ("val", val)], 3);
+    let set = ShardSet::open(dir.path()).unwrap();
+    let report = verify_shard_set(dir.path()).unwrap();
+
+    assert_eq!(set.manifest(), &manifest);
+    assert_eq!(set.split("train").unwrap().shards().len(), 3);
+    assert_eq!(*set.split("val").unwrap().schema(), schema);
+    assert_split_matches(&set, "train", train);
+    assert_split_matches(&set, "val", val);
+    assert!(set.split("train").unwrap().meta(1).is_reencoded());
+    assert_eq!(report.records(), 11);
+    assert_eq!(report.splits[1].content_hash, manifest.splits[1].content_hash);
+}
+
+#[test]
+fn variable_raw_set_round_trip() {
+    let records = raw_variable_records(7);
+    let schema = SampleSchema::variable(3, Encoding::Raw);
+    let dir = tempfile::tempdir().unwrap();
+
+    write_variable_set(dir.path(), schema, &[("train", &records)], 4);
+    let set = ShardSet::open(dir.path()).unwrap();
+
+    assert_split_matches(&set, "train", &records);
+    assert!(verify_shard_set(dir.path()).is_ok());
+}
+
+#[test]
+fn variable_split_has_no_fixed_shape() {
+    let schema = SampleSchema::variable(3, Encoding::Jpeg);
+    let dir = tempfile::tempdir().unwrap();
+    write_variable_set(dir.path(), schema, &[("train", &jpeg_records(2))], 4);
+    let set = ShardSet::open(dir.path()).unwrap();
+
+    let message = set.split("train").unwrap().fixed_shape().unwrap_err().to_string();
+
+    assert!(message.contains("split \"train\" stores variable-size 3-channel u8 jpeg"));
+    assert!(message.contains("each with its own height and width"), "{message}");
+}
+
+#[test]
+fn write_record_set_rejects_variable_layout() {
+    let data = SetData::new(2, 2, 3, 2, 1, false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = data.record_set();
+    set.splits[0].schema = SampleSchema::variable(3, Encoding::Raw);
+    set.splits[1].schema = SampleSchema::variable(3, Encoding::Raw);
+
+    let message =
+        write_record_set(&set, dir.path(), &WriteOptions::default()).unwrap_err().to_string();
+
+    assert!(message.contains("write_record_set writes fixed-layout records"), "{message}");
+    assert!(file_names(dir.path()).is_empty());
 }
 
 #[test]
@@ -79,7 +161,11 @@ fn manifest_lists_shards_and_statistics() {
     let expected = channel_stats(&data.train.pixels, 3, 18);
 
     assert_eq!(manifest.format, "expanse-shards");
-    assert_eq!(manifest.version, 1);
+    assert_eq!(manifest.version, 2);
+    assert_eq!(manifest.sample.layout, Layout::Fixed);
+    assert_eq!(manifest.conversion, None);
+    assert_eq!(train.rgb_eigenvalues, None);
+    assert_eq!(train.skipped, None);
     assert_eq!(manifest.source_kind, "test-fixture");
     assert_eq!(manifest.classes, data.classes);
     assert_eq!(manifest.coarse_classes, data.coarse_classes);

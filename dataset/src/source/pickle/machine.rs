@@ -358,7 +358,7 @@ fn long_from_le_bytes(bytes: &[u8]) -> StepResult<i64> {
 }
 
 fn into_pairs<'a>(items: Vec<Value<'a>>) -> StepResult<Vec<(Value<'a>, Value<'a>)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(format!("odd number {} of dict items", items.len()));
     }
     let mut pairs = Vec::with_capacity(items.len() / 2);

@@ -5,6 +5,8 @@
 //! train --resume runs/fm
 //! ```
 
+mod progress;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,10 +15,11 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use expanse_augment::{CropFlipNormalize, HorizontalFlip, PadMode, RandomCrop};
 use expanse_dataset::shard::ShardSet;
-use expanse_tools::progress::PassProgress;
 use expanse_tools::UsageError;
 use expanse_trainer::optim::{LearningRate, Schedule};
 use expanse_trainer::{TrainConfig, Trainer};
+
+use crate::progress::PassProgress;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -139,7 +142,7 @@ fn main() -> ExitCode {
     let result = check_resume_options(&args, &matches).and_then(|()| run(args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => expanse_tools::report(&error),
+        Err(error) => expanse_tools::report_with(&error, &is_config_error),
     }
 }
 
@@ -265,4 +268,12 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
         train_augment,
         eval_augment,
     })
+}
+
+/// Whether `cause` is a trainer configuration error, which exits like a bad command line.
+fn is_config_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        cause.downcast_ref::<expanse_trainer::Error>(),
+        Some(expanse_trainer::Error::Config(_))
+    )
 }
