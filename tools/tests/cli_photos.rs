@@ -56,7 +56,7 @@ fn inspect(dir: &Path) -> Value {
 }
 
 #[test]
-fn class_folders_then_labelled_val_folder() {
+fn class_folders_then_val_folder() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let train = tmp.path().join("train");
     photo_tree(&train, &["n01", "n02", "n03"], 4, 60, 40);
@@ -146,7 +146,7 @@ fn list_file_with_class_names() {
 }
 
 #[test]
-fn sigkill_then_rerun_gives_the_uninterrupted_bytes() {
+fn sigkill_rerun_gives_same_bytes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let photos = tmp.path().join("photos");
     // Raw 160x120 records are 57,600 bytes: 18 to a 1 MiB shard, about 30 shards in all.
@@ -194,7 +194,7 @@ fn sigkill_then_rerun_gives_the_uninterrupted_bytes() {
 }
 
 #[test]
-fn strict_stops_at_the_first_bad_photo() {
+fn strict_stops_at_bad_photo() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let photos = tmp.path().join("photos");
     photo_tree(&photos, &["a"], 2, 20, 20);
@@ -225,6 +225,21 @@ fn photo_options_are_checked() {
         shardify(&[photos.as_os_str(), out.as_os_str(), "--labels".as_ref(), labels.as_os_str()]);
     let line = assert_one_line_error(&run, 2);
     assert_mentions(&line, "holds no shard set");
+
+    let inside = photos.join("a").join("shards");
+    let run = shardify(&[photos.as_os_str(), inside.as_os_str()]);
+    let line = assert_one_line_error(&run, 2);
+    assert_mentions(&line, "is inside the source");
+
+    let run = shardify(&[photos.as_os_str(), out.as_os_str(), "--split".as_ref(), "a/b".as_ref()]);
+    let line = assert_one_line_error(&run, 2);
+    assert_mentions(&line, "--split \"a/b\" is invalid");
+
+    let image = photos.join("a").join("0000.jpg");
+    let run = shardify(&[image.as_os_str(), out.as_os_str()]);
+    let line = assert_one_line_error(&run, 2);
+    assert_mentions(&line, "is an image");
+    assert!(!out.exists(), "rejected commands create nothing");
 
     let idx = tmp.path().join("idx");
     fs::create_dir_all(&idx).expect("idx folder");

@@ -483,7 +483,7 @@ fn bad_source_one_line_errors() {
 
     let cases: [(&str, PathBuf, &[&str]); 5] = [
         ("missing source", temp.path().join("absent"), &["absent"]),
-        ("text file", text_file, &["notes.txt", "expected a folder"]),
+        ("text file", text_file, &["notes.txt", "line 1: expected `path,label`"]),
         ("unrelated files", unrelated, &["no dataset files found"]),
         ("mismatched counts", mismatched, &["label count 2", "image count 3"]),
         ("wrong magic", bad_magic, &["train-images-idx3-ubyte", "0x00000801", "0x00000803"]),

@@ -10,16 +10,13 @@ use serde::{Deserialize, Serialize};
 use crate::convert::ConvertCounts;
 use crate::error::{Error, Result};
 use crate::image::RgbSums;
-use crate::shard::{ShardFile, HEADER_LEN};
+use crate::shard::{ShardFile, ShardReader};
 
 /// Journal format version; a journal of another version is ignored.
 const JOURNAL_VERSION: u32 = 1;
 
 /// Largest journal file read back; a bigger one is ignored as damaged.
 const MAX_JOURNAL_BYTES: u64 = 1 << 30;
-
-/// Byte range of the header checksum inside a shard header.
-const HEADER_CRC_AT: usize = 64;
 
 /// What a conversion had finished when the journal was last written.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,7 +76,7 @@ impl Journal {
             }
         };
         if journal.version != JOURNAL_VERSION || journal.fingerprint != fingerprint {
-            log::info!(
+            log::warn!(
                 "{} belongs to another conversion (inputs or options changed); starting over",
                 path.display()
             );
@@ -119,15 +116,24 @@ impl Journal {
     }
 }
 
-/// Returns whether the file at `path` has the size and header checksum `shard` lists.
+/// Returns whether the file at `path` has the size and header checksum `shard` lists and
+/// passes every structural and record checksum check.
 fn shard_matches(path: &Path, shard: &ShardFile) -> bool {
-    let Ok(mut file) = fs::File::open(path) else { return false };
-    let Ok(meta) = file.metadata() else { return false };
-    let mut header = [0u8; HEADER_LEN];
-    if meta.len() != shard.bytes || file.read_exact(&mut header).is_err() {
+    let reader = match ShardReader::open(path) {
+        Ok(reader) => reader,
+        Err(error) => {
+            log::warn!("{error:#}");
+            return false;
+        }
+    };
+    if reader.file_len() != shard.bytes || reader.header().header_crc32c != shard.header_crc32c {
         return false;
     }
-    let stored =
-        u32::from_le_bytes(header[HEADER_CRC_AT..HEADER_CRC_AT + 4].try_into().expect("4 bytes"));
-    stored == shard.header_crc32c
+    match reader.check_records() {
+        Ok(()) => true,
+        Err(error) => {
+            log::warn!("{error}");
+            false
+        }
+    }
 }

@@ -66,10 +66,16 @@ pub fn convert_images(
             "split name {split:?} must be 1 to 64 characters from A-Z a-z 0-9 _ -"
         )));
     }
+    if opts.strict {
+        if let Some((path, reason)) = list.rejected.first() {
+            return Err(Error::format(list.root.join(path), reason.clone()));
+        }
+    }
     if list.items.is_empty() {
         return Err(Error::InvalidArgument(format!(
-            "{}: no images to convert",
-            list.root.display()
+            "{}: no images to convert ({} files with invalid names)",
+            list.root.display(),
+            list.rejected.len()
         )));
     }
     let min_shard = (HEADER_LEN + INDEX_ENTRY_LEN) as u64;
@@ -123,19 +129,21 @@ pub fn convert_images(
     written?;
     let content_hash = writer.finish()?;
 
-    let skipped_file = write_skipped(out, split, &journal.skipped)?;
+    // Files the listing rejected by name come first, as they were never read.
+    let mut counts = journal.counts.clone();
+    counts.read += list.rejected.len() as u64;
+    counts.skipped += list.rejected.len() as u64;
+    let skipped: Vec<(String, String)> =
+        list.rejected.iter().chain(&journal.skipped).cloned().collect();
+    let skipped_file = write_skipped(out, split, &skipped)?;
     if journal.counts.written == 0 {
-        let reasons: Vec<String> = journal
-            .skipped
-            .iter()
-            .take(3)
-            .map(|(path, reason)| format!("{path}: {reason}"))
-            .collect();
+        let reasons: Vec<String> =
+            skipped.iter().take(3).map(|(path, reason)| format!("{path}: {reason}")).collect();
         return Err(Error::format(
             &list.root,
             format!(
                 "none of the {} images could be converted ({}; all reasons in {})",
-                items.len(),
+                counts.read,
                 reasons.join("; "),
                 out.join(skipped_name(split)).display()
             ),
@@ -155,8 +163,8 @@ pub fn convert_images(
         rgb_covariance: Some(stats.covariance),
         rgb_eigenvalues: Some(stats.eigenvalues),
         rgb_eigenvectors: Some(stats.eigenvectors),
-        skipped: Some(journal.counts.skipped),
-        source_bytes: Some(journal.counts.bytes_in),
+        skipped: Some(counts.skipped),
+        source_bytes: Some(counts.bytes_in),
     };
     let mut manifest = existing.unwrap_or_else(|| Manifest {
         format: MANIFEST_FORMAT.to_owned(),
@@ -174,9 +182,9 @@ pub fn convert_images(
     sync_dir(out)?;
 
     Ok(ConvertSummary {
-        images: items.len() as u64,
+        images: counts.read,
         resumed,
-        counts: journal.counts.clone(),
+        counts,
         shards: journal.shards.len(),
         seconds: started.elapsed().as_secs_f64(),
         skipped_file,
@@ -254,8 +262,12 @@ fn existing_manifest(
     }
     let mut manifest = Manifest::read(out, &Limits::default())?;
     let path = out.join(MANIFEST_FILE);
-    let clash =
-        |message: String| Err(Error::InvalidArgument(format!("{}: {message}", path.display())));
+    let clash = |message: String| {
+        Err(Error::InvalidArgument(format!(
+            "{}: {message} (or write to another folder)",
+            path.display()
+        )))
+    };
     if manifest.source_kind != IMAGES_SOURCE_KIND {
         return clash(format!(
             "the set was converted from {:?}; a photo split can only join a set converted from images",

@@ -82,7 +82,7 @@ impl ConvertObserver for StopAfter {
 }
 
 #[test]
-fn class_folders_become_a_verified_split() {
+fn class_folders_become_verified_split() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("photos");
     photo_tree(&src, &[("cat", 5), ("dog", 4)]);
@@ -164,7 +164,7 @@ fn thread_count_does_not_change_a_byte() {
 }
 
 #[test]
-fn interrupted_conversion_resumes_to_identical_bytes() {
+fn interrupted_run_resumes_identically() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("photos");
     photo_tree(&src, &[("a", 12), ("b", 12)]);
@@ -253,7 +253,7 @@ fn nothing_convertible_is_an_error() {
 }
 
 #[test]
-fn a_second_split_joins_a_set_with_the_same_classes() {
+fn second_split_joins_same_classes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let train_src = tmp.path().join("train");
     let val_src = tmp.path().join("val");
@@ -295,4 +295,61 @@ fn a_second_split_joins_a_set_with_the_same_classes() {
     assert_eq!(set.split("val").expect("val").len(), 8);
     assert_eq!(set.split("train").expect("train").len(), 8);
     verify_shard_set(&out).expect("verify");
+}
+
+#[test]
+fn corrupt_journalled_shard_starts_over() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("photos");
+    photo_tree(&src, &[("a", 12), ("b", 12)]);
+    let list = list_class_folders(&src).expect("list");
+    let opts = options(Store::Reencode);
+    let whole = tmp.path().join("whole");
+    convert_images(&list, &whole, "train", &opts, &pool(2), &mut Silent).expect("whole run");
+
+    let out = tmp.path().join("out");
+    let stopped = catch_unwind(AssertUnwindSafe(|| {
+        convert_images(&list, &out, "train", &opts, &pool(2), &mut StopAfter(17))
+    }));
+    assert!(stopped.is_err());
+    let first = out.join("train-00000.shard");
+    let mut bytes = fs::read(&first).expect("first shard");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    fs::write(&first, bytes).expect("damage a record");
+
+    let again = convert_images(&list, &out, "train", &opts, &pool(2), &mut Silent).expect("rerun");
+    assert_eq!(again.resumed, 0);
+    assert_eq!(folder_bytes(&out), folder_bytes(&whole));
+}
+
+#[test]
+fn invalid_names_are_listed_as_skipped() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("photos");
+    photo_tree(&src, &[("a", 2)]);
+    fs::write(src.join("a").join(OsStr::from_bytes(b"bad\xff.jpg")), b"x").expect("bad name");
+    let list = list_class_folders(&src).expect("list");
+    let out = tmp.path().join("out");
+
+    let summary =
+        convert_images(&list, &out, "train", &options(Store::Keep), &pool(1), &mut Silent)
+            .expect("convert");
+    assert_eq!(summary.counts.skipped, 2);
+    assert_eq!(summary.counts.read, 4);
+    let skipped = fs::read_to_string(out.join("train.skipped.tsv")).expect("skipped list");
+    assert!(
+        skipped.lines().nth(1).is_some_and(|l| l.starts_with("a/bad\u{fffd}.jpg\t")),
+        "{skipped}"
+    );
+
+    let mut strict = options(Store::Keep);
+    strict.strict = true;
+    let error =
+        convert_images(&list, &tmp.path().join("strict"), "train", &strict, &pool(1), &mut Silent)
+            .expect_err("strict stops at the name");
+    assert!(error.to_string().contains("not valid UTF-8"), "{error}");
 }

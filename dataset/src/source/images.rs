@@ -24,6 +24,9 @@ const MAX_LIST_FILE_BYTES: u64 = 1 << 30;
 /// Longest [`ImageItem::rel`] in bytes: a shard record stores its path length as a u16.
 const MAX_REL_BYTES: usize = u16::MAX as usize;
 
+/// First-column names that mark the first row of a list file as a header.
+const HEADER_PATH_NAMES: [&str; 6] = ["path", "file", "filename", "file_name", "image", "filepath"];
+
 /// Names quoted in an error or warning that lists files or classes; the rest are counted.
 const NAMES_SHOWN: usize = 5;
 
@@ -36,6 +39,9 @@ pub struct ImageList {
     pub classes: Vec<String>,
     /// The files, sorted by label and then by `rel` in byte order.
     pub items: Vec<ImageItem>,
+    /// Files found but not listed, with the reason: names that are not valid UTF-8 (shard
+    /// records store UTF-8 paths). The path is shown with replacement characters.
+    pub rejected: Vec<(String, String)>,
 }
 
 impl ImageList {
@@ -86,7 +92,24 @@ pub fn list_class_folders(root: &Path) -> Result<ImageList> {
             EntryKind::Folder => classes.push(entry.name),
             EntryKind::File | EntryKind::Unreadable => ignored_files.push(entry.name),
             EntryKind::Special => warn_special(&entry.path),
+            EntryKind::NotUtf8 => {
+                return Err(Error::format(
+                    entry.path,
+                    "class folder name is not valid UTF-8, and class names must be; rename it",
+                ));
+            }
         }
+    }
+    if classes.is_empty() {
+        return Err(Error::UnknownSource {
+            path: root.to_path_buf(),
+            message: format!(
+                "no dataset files found: no IDX or CIFAR files and no class folders (expected \
+                 ROOT/<class>/<image file>), only {} files: {}",
+                ignored_files.len(),
+                quote_some(&ignored_files)
+            ),
+        });
     }
     if !ignored_files.is_empty() {
         log::warn!(
@@ -96,19 +119,24 @@ pub fn list_class_folders(root: &Path) -> Result<ImageList> {
             quote_some(&ignored_files)
         );
     }
-    if classes.is_empty() {
-        return Err(Error::UnknownSource {
-            path: root.to_path_buf(),
-            message: "no class folders found (expected ROOT/<class>/<image file>)".to_owned(),
-        });
-    }
 
+    let root_canonical = fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
     let mut items = Vec::new();
+    let mut rejected = Vec::new();
     let mut empty_classes = Vec::new();
     for (label, class) in (0u32..).zip(&classes) {
         let before = items.len();
-        let mut visited = HashSet::new();
-        walk_class_folder(&root.join(class), class, label, &mut visited, &mut items)?;
+        let folder = root.join(class);
+        let class_canonical = fs::canonicalize(&folder).map_err(|e| Error::io(&folder, e))?;
+        let mut walk = ClassWalk {
+            label,
+            root: &root_canonical,
+            class: &class_canonical,
+            visited: HashSet::new(),
+            items: &mut items,
+            rejected: &mut rejected,
+        };
+        walk.folder(&folder, class)?;
         if items.len() == before {
             empty_classes.push(class.clone());
         }
@@ -123,7 +151,7 @@ pub fn list_class_folders(root: &Path) -> Result<ImageList> {
     }
 
     sort_items(&mut items);
-    Ok(ImageList { root: root.to_path_buf(), classes, items })
+    Ok(ImageList { root: root.to_path_buf(), classes, items, rejected })
 }
 
 /// Lists the files of the flat folder `dir` with the labels that `labels_file` gives them.
@@ -156,7 +184,8 @@ pub fn list_with_labels(dir: &Path, labels_file: &Path, classes: &[String]) -> R
     if entries.is_empty() {
         return Err(Error::format(labels_file, "no entries found (expected `file label` lines)"));
     }
-    let files = flat_folder_files(dir, labels_file)?;
+    let mut rejected = Vec::new();
+    let files = flat_folder_files(dir, labels_file, &mut rejected)?;
 
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     let mut by_stem: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -231,13 +260,15 @@ pub fn list_with_labels(dir: &Path, labels_file: &Path, classes: &[String]) -> R
     }
 
     sort_items(&mut items);
-    Ok(ImageList { root: dir.to_path_buf(), classes: classes.to_vec(), items })
+    Ok(ImageList { root: dir.to_path_buf(), classes: classes.to_vec(), items, rejected })
 }
 
 /// Lists the files named in `list`, a UTF-8 text file of `path,label` lines.
 ///
-/// Blank lines and lines starting with '#' are skipped. The label is the text after the last
-/// comma, so paths may contain commas and class names may not. A relative path is taken
+/// Blank lines and lines starting with '#' are skipped, and so is a header row: a first row
+/// whose path is a column name such as `path`, or whose label is no given class and whose path
+/// is no file. The label is the text after the last comma, so paths may contain commas and
+/// class names may not. A relative path is taken
 /// relative to the folder of `list`; `rel` is the path as written. With `classes` given, labels
 /// are looked up there; otherwise the classes are the distinct labels sorted in byte order.
 /// Files are not opened here: one that is missing is reported by the converter.
@@ -275,6 +306,21 @@ pub fn list_file(list: &Path, classes: Option<&[String]>) -> Result<ImageList> {
         }
         entries.push(ListEntry { line, file: path, label_name: label });
     }
+    let base = match list.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // A first row such as `path,label` is a header: its path names a column, or (with known
+    // classes) its label is no class and its path no file.
+    if let Some(first) = entries.first() {
+        let column_name = HEADER_PATH_NAMES.iter().any(|n| first.file.eq_ignore_ascii_case(n));
+        let unknown = classes.is_some_and(|given| given.iter().all(|c| c != first.label_name))
+            && !base.join(first.file).is_file();
+        if column_name || unknown {
+            log::info!("{}: line {} is taken as a header row", list.display(), first.line);
+            entries.remove(0);
+        }
+    }
     if entries.is_empty() {
         return Err(Error::format(list, "no entries found (expected `path,label` lines)"));
     }
@@ -288,10 +334,6 @@ pub fn list_file(list: &Path, classes: Option<&[String]>) -> Result<ImageList> {
     };
     let class_index = index_classes(&classes)?;
 
-    let base = match list.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     let mut items = Vec::with_capacity(entries.len());
     for entry in &entries {
         let label = lookup_class(list, entry.line, entry.label_name, &class_index)?;
@@ -299,7 +341,7 @@ pub fn list_file(list: &Path, classes: Option<&[String]>) -> Result<ImageList> {
     }
 
     sort_items(&mut items);
-    Ok(ImageList { root: base, classes, items })
+    Ok(ImageList { root: base, classes, items, rejected: Vec::new() })
 }
 
 /// The kind of a folder entry, with symlinks followed.
@@ -311,7 +353,13 @@ enum EntryKind {
     Unreadable,
     /// A socket, FIFO or device, which the converter must not open.
     Special,
+    /// A name that is not valid UTF-8; `Entry::name` shows it with replacement characters.
+    NotUtf8,
 }
+
+/// The reason given for a file whose name is not valid UTF-8.
+const NOT_UTF8_REASON: &str =
+    "invalid file name: not valid UTF-8, and shard records store UTF-8 source paths; rename it";
 
 /// A visible entry of a folder.
 struct Entry {
@@ -331,11 +379,9 @@ fn sorted_entries(folder: &Path) -> Result<Vec<Entry>> {
             continue;
         }
         let Some(name) = os_name.to_str() else {
-            return Err(Error::format(
-                path,
-                "file name is not valid UTF-8, which shard records need for source paths; \
-                 rename it",
-            ));
+            let name = os_name.to_string_lossy().into_owned();
+            entries.push(Entry { name, path, kind: EntryKind::NotUtf8 });
+            continue;
         };
 
         let file_type = dir_entry.file_type().map_err(|e| Error::io(&path, e))?;
@@ -374,41 +420,69 @@ fn warn_special(path: &Path) {
     log::warn!("skipping {}: not a regular file or folder", path.display());
 }
 
-/// Appends the files below `folder` to `items`, each with `rel` = `rel_prefix/...`.
-///
-/// `visited` contains the canonical paths of the folders listed so far for this class.
-fn walk_class_folder(
-    folder: &Path,
-    rel_prefix: &str,
+/// The state of listing one class folder.
+struct ClassWalk<'a> {
     label: u32,
-    visited: &mut HashSet<PathBuf>,
-    items: &mut Vec<ImageItem>,
-) -> Result<()> {
-    let canonical = fs::canonicalize(folder).map_err(|e| Error::io(folder, e))?;
-    if !visited.insert(canonical) {
-        log::warn!(
-            "skipping {}: its folder was already listed through another path (a symlink)",
-            folder.display()
-        );
-        return Ok(());
-    }
+    /// Canonical path of the collection's root.
+    root: &'a Path,
+    /// Canonical path of the class folder.
+    class: &'a Path,
+    /// Canonical paths of the folders listed so far for this class.
+    visited: HashSet<PathBuf>,
+    items: &'a mut Vec<ImageItem>,
+    rejected: &'a mut Vec<(String, String)>,
+}
 
-    for entry in sorted_entries(folder)? {
-        let rel = format!("{rel_prefix}/{}", entry.name);
-        check_rel_length(&entry.path, &rel)?;
-        match entry.kind {
-            EntryKind::Folder => walk_class_folder(&entry.path, &rel, label, visited, items)?,
-            EntryKind::File | EntryKind::Unreadable => {
-                items.push(ImageItem { path: entry.path, rel, label })
-            }
-            EntryKind::Special => warn_special(&entry.path),
+impl ClassWalk<'_> {
+    /// Appends the files below `folder` to the items, each with `rel` = `rel_prefix/...`.
+    ///
+    /// A folder reached through a symlink is skipped with a warning when it was listed before,
+    /// when it is the root or one of its ancestors, or when it lies in another class folder:
+    /// following it would list images twice or under the wrong class.
+    fn folder(&mut self, folder: &Path, rel_prefix: &str) -> Result<()> {
+        let canonical = fs::canonicalize(folder).map_err(|e| Error::io(folder, e))?;
+        let other_class = canonical.starts_with(self.root) && !canonical.starts_with(self.class);
+        if self.root.starts_with(&canonical) || other_class {
+            log::warn!(
+                "skipping {}: a symlink to {}, which would list images twice or under another class",
+                folder.display(),
+                canonical.display()
+            );
+            return Ok(());
         }
+        if !self.visited.insert(canonical) {
+            log::warn!(
+                "skipping {}: its folder was already listed through another path (a symlink)",
+                folder.display()
+            );
+            return Ok(());
+        }
+
+        for entry in sorted_entries(folder)? {
+            let rel = format!("{rel_prefix}/{}", entry.name);
+            match entry.kind {
+                EntryKind::NotUtf8 => self.rejected.push((rel, NOT_UTF8_REASON.to_owned())),
+                EntryKind::Folder => {
+                    check_rel_length(&entry.path, &rel)?;
+                    self.folder(&entry.path, &rel)?;
+                }
+                EntryKind::File | EntryKind::Unreadable => {
+                    check_rel_length(&entry.path, &rel)?;
+                    self.items.push(ImageItem { path: entry.path, rel, label: self.label });
+                }
+                EntryKind::Special => warn_special(&entry.path),
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Returns the files of the flat folder `dir`, leaving out `labels_file` if it lies there.
-fn flat_folder_files(dir: &Path, labels_file: &Path) -> Result<Vec<Entry>> {
+fn flat_folder_files(
+    dir: &Path,
+    labels_file: &Path,
+    rejected: &mut Vec<(String, String)>,
+) -> Result<Vec<Entry>> {
     // Only an entry with the labels file's name is resolved, to spare a canonicalize per file.
     let labels_name = labels_file.file_name();
     let labels_canonical = fs::canonicalize(labels_file).ok();
@@ -418,6 +492,7 @@ fn flat_folder_files(dir: &Path, labels_file: &Path) -> Result<Vec<Entry>> {
         match entry.kind {
             EntryKind::Folder => subfolders += 1,
             EntryKind::Special => warn_special(&entry.path),
+            EntryKind::NotUtf8 => rejected.push((entry.name, NOT_UTF8_REASON.to_owned())),
             EntryKind::File | EntryKind::Unreadable => {
                 let is_labels_file = entry.path.file_name() == labels_name
                     && labels_canonical.is_some()

@@ -213,14 +213,42 @@ fn class_folders_reject_non_utf8_name() {
     // A hidden name is skipped before its encoding is looked at.
     fs::write(root.join("a").join(OsStr::from_bytes(b".hidden\xff")), b"x").unwrap();
 
-    let error = list_class_folders(root).unwrap_err();
+    let list = list_class_folders(root).unwrap();
 
-    let text = error.to_string();
-    assert!(text.contains("bad\u{fffd}.jpg"), "{text}");
-    assert!(text.contains("not valid UTF-8"), "{text}");
-    match error {
-        Error::Format { path, .. } => assert_eq!(path, bad),
-        other => panic!("expected a format error, got {other:?}"),
+    assert_eq!(rels(&list), [("a/1.jpg", 0)]);
+    assert_eq!(list.rejected.len(), 1);
+    assert_eq!(list.rejected[0].0, "a/bad\u{fffd}.jpg");
+    assert!(list.rejected[0].1.contains("not valid UTF-8"), "{}", list.rejected[0].1);
+}
+
+#[test]
+fn class_folders_reject_non_utf8_class() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let temp = tempfile::tempdir().unwrap();
+    touch(temp.path(), "a/1.jpg");
+    fs::create_dir(temp.path().join(OsStr::from_bytes(b"b\xff"))).unwrap();
+
+    let text = format_message(list_class_folders(temp.path()).unwrap_err());
+
+    assert!(text.contains("class folder name is not valid UTF-8"), "{text}");
+}
+
+#[test]
+fn class_folders_skip_links_to_root_or_other_class() {
+    // A link to the root or an ancestor would list every class again under this one; a link
+    // into another class folder would list its images under two labels.
+    for (link, target) in [("b/up", "."), ("b/grand", ".."), ("b/to_a", "a")] {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("root");
+        touch(&root, "a/1.jpg");
+        touch(&root, "b/2.jpg");
+        symlink(root.join(target), root.join(link)).unwrap();
+
+        let list = list_class_folders(&root).unwrap();
+
+        assert_eq!(rels(&list), [("a/1.jpg", 0), ("b/2.jpg", 1)], "{link}");
     }
 }
 
@@ -468,6 +496,26 @@ fn list_file_paths_and_derived_classes() {
     assert_eq!(rels(&list), [(absolute_rel, 0), ("images/a, comma.jpg", 0), ("images/b.jpg", 1)]);
     assert_eq!(list.items[0].path, absolute);
     assert_eq!(list.items[1].path, temp.path().join("images/a, comma.jpg"));
+}
+
+#[test]
+fn list_file_skips_header_row() {
+    let temp = tempfile::tempdir().unwrap();
+    touch(temp.path(), "x.jpg");
+    for header in ["path,label", "File , Class", "filename,label"] {
+        let text = format!("{header}\nx.jpg,dog\ny.jpg,cat\n");
+        let list_path = write_text(&temp.path().join("list.csv"), &text);
+
+        let list = list_file(&list_path, None).unwrap();
+
+        assert_eq!(list.classes, names(&["cat", "dog"]), "{header}");
+        assert_eq!(rels(&list), [("y.jpg", 0), ("x.jpg", 1)], "{header}");
+    }
+    // With known classes, a first row whose label is no class and whose file is missing is a
+    // header whatever its words.
+    let list_path = write_text(&temp.path().join("list.csv"), "img,cls\nx.jpg,dog\n");
+    let list = list_file(&list_path, Some(&names(&["dog"]))).unwrap();
+    assert_eq!(rels(&list), [("x.jpg", 0)]);
 }
 
 #[test]

@@ -17,7 +17,8 @@ use clap::{Args, Parser, Subcommand};
 use expanse_dataset::convert::{convert_images, PhotoOptions};
 use expanse_dataset::image::{ConvertOptions, Exif, Store};
 use expanse_dataset::shard::{
-    verify_shard_set, write_shard_set, Limits, Manifest, ShardSet, WriteOptions, MANIFEST_FILE,
+    is_valid_split_name, verify_shard_set, write_shard_set, Limits, Manifest, ShardSet,
+    WriteOptions, MANIFEST_FILE,
 };
 use expanse_dataset::source::{
     detect, list_class_folders, list_file, list_with_labels, read_source,
@@ -87,7 +88,8 @@ struct ConvertArgs {
     #[arg(long, default_value_t = 256)]
     shard_size: u64,
 
-    /// Replace an existing shard set in OUT.
+    /// Replace an existing shard set in OUT; for a photo collection, replace only the split of
+    /// the same name.
     #[arg(long)]
     overwrite: bool,
 }
@@ -260,6 +262,39 @@ fn convert_photos(src: &Path, out: &Path, args: ConvertArgs) -> anyhow::Result<(
     if args.shard_size == 0 {
         return Err(UsageError("--shard-size must be at least 1 MiB".into()).into());
     }
+    if let Some(split) = args.split.as_deref().filter(|s| !is_valid_split_name(s)) {
+        return Err(UsageError(format!(
+            "--split {split:?} is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"
+        ))
+        .into());
+    }
+    if src.is_file() && image::guess_format(&read_start(src)?).is_ok() {
+        return Err(UsageError(format!(
+            "{} is an image: give a folder of class folders, a folder with --labels, or a list \
+             file of `path,label` lines",
+            src.display()
+        ))
+        .into());
+    }
+    if let Some(inside) = inside_source(src, out)? {
+        return Err(UsageError(format!(
+            "OUT {} is inside the source {}: write the shard set to a folder outside it",
+            out.display(),
+            inside.display()
+        ))
+        .into());
+    }
+    if let Some(path) = &photos.summary_json {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(UsageError(format!(
+                "--summary-json {}: folder {} not found",
+                path.display(),
+                parent.display()
+            ))
+            .into());
+        }
+    }
     let existing = if out.join(MANIFEST_FILE).exists() {
         Some(
             Manifest::read(out, &Limits::default())
@@ -268,6 +303,18 @@ fn convert_photos(src: &Path, out: &Path, args: ConvertArgs) -> anyhow::Result<(
     } else {
         None
     };
+    if let (Some(manifest), Some(classes)) = (&existing, &args.classes) {
+        if &manifest.classes != classes {
+            return Err(UsageError(format!(
+                "--classes names {} classes, but the set in {} already has {} others; leave \
+                 --classes out to use the set's classes",
+                classes.len(),
+                out.display(),
+                manifest.classes.len()
+            ))
+            .into());
+        }
+    }
     let known_classes = existing.as_ref().map(|m| m.classes.clone()).or(args.classes.clone());
 
     let (list, default_split) = if let Some(labels) = &photos.labels {
@@ -289,7 +336,18 @@ fn convert_photos(src: &Path, out: &Path, args: ConvertArgs) -> anyhow::Result<(
             )
             .into());
         }
-        (list_class_folders(src)?, "train")
+        let list = list_class_folders(src)?;
+        let split_names = ["train", "val", "test"];
+        if list.classes.iter().any(|class| split_names.contains(&class.as_str())) {
+            log::warn!(
+                "{} has class folders named like splits ({}): give the train folder itself, \
+                 such as {}",
+                src.display(),
+                list.classes.join(", "),
+                src.join("train").display()
+            );
+        }
+        (list, "train")
     };
     let split = args.split.clone().unwrap_or_else(|| default_split.to_owned());
 
@@ -325,13 +383,23 @@ fn convert_photos(src: &Path, out: &Path, args: ConvertArgs) -> anyhow::Result<(
     let mut progress = ConvertProgress::new(expanse_tools::interactive());
     let result = convert_images(&list, out, &split, &options, &pool, &mut progress);
     progress.finish();
-    let summary = result.with_context(|| {
-        format!(
-            "cannot convert {} into split {split:?} of {}; run the same command again to resume",
-            src.display(),
-            out.display()
-        )
-    })?;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error) => {
+            // Only a failed file operation (a full disk, say) is worth the same command again.
+            let hint = if matches!(error, DatasetError::Io { .. }) {
+                "; fix the cause and run the same command again to resume"
+            } else {
+                ""
+            };
+            let message = format!(
+                "cannot convert {} into split {split:?} of {}{hint}",
+                src.display(),
+                out.display()
+            );
+            return Err(anyhow::Error::new(error).context(message));
+        }
+    };
 
     let c = &summary.counts;
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
@@ -397,6 +465,44 @@ fn convert_photos(src: &Path, out: &Path, args: ConvertArgs) -> anyhow::Result<(
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Returns the first bytes of the file at `path`, enough to recognise an image format.
+fn read_start(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+
+    let mut start = Vec::with_capacity(64);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(64).read_to_end(&mut start))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(start)
+}
+
+/// Returns the source folder when `out` lies inside the source folder `src`, where its files
+/// would be listed as photos by a later run. A list file names its photos, so it has no such
+/// folder.
+fn inside_source(src: &Path, out: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if !src.is_dir() {
+        return Ok(None);
+    }
+    let folder = match std::fs::canonicalize(src) {
+        Ok(folder) => folder,
+        Err(_) => return Ok(None),
+    };
+    // OUT may not exist yet: resolve its deepest existing ancestor.
+    let absolute =
+        std::path::absolute(out).with_context(|| format!("invalid path {}", out.display()))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let Some(parent) = existing.parent() else { return Ok(None) };
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = parent;
+    }
+    let mut resolved = std::fs::canonicalize(existing)
+        .with_context(|| format!("cannot resolve {}", existing.display()))?;
+    resolved.extend(rest.iter().rev());
+    Ok(resolved.starts_with(&folder).then_some(folder))
 }
 
 /// Returns the process's peak resident set size (`VmHWM` in `/proc/self/status`), where the
