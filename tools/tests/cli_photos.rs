@@ -254,3 +254,27 @@ fn photo_options_are_checked() {
     let line = assert_one_line_error(&run, 2);
     assert_mentions(&line, "--max-side only apply to photo collections");
 }
+
+#[test]
+fn train_rejects_photo_set() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = tmp.path().join("photos");
+    photo_tree(&photos, &["a", "b"], 2, 20, 20);
+    let out = tmp.path().join("set");
+    assert_exit(&shardify(&[photos.as_os_str(), out.as_os_str()]), 0);
+
+    let run_dir = tmp.path().join("run");
+    let run = train(&[
+        "--data".as_ref(),
+        out.as_os_str(),
+        "--model".as_ref(),
+        "resnet8".as_ref(),
+        "--epochs".as_ref(),
+        "1".as_ref(),
+        "--run-dir".as_ref(),
+        run_dir.as_os_str(),
+    ]);
+    let line = assert_one_line_error(&run, 2);
+    assert_mentions(&line, "train cannot read it yet");
+    assert_mentions(&line, "each with its own height and width");
+}

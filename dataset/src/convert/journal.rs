@@ -18,7 +18,7 @@ const JOURNAL_VERSION: u32 = 1;
 /// Largest journal file read back; a bigger one is ignored as damaged.
 const MAX_JOURNAL_BYTES: u64 = 1 << 30;
 
-/// What a conversion had finished when the journal was last written.
+/// The progress of a conversion when the journal was last written.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Journal {
     pub version: u32,

@@ -1,14 +1,16 @@
 //! Converting a photo collection (class folders, a labelled folder or a list file) into one
 //! split of a shard set: parallel, byte-deterministic, bounded in memory and resumable.
 //!
-//! The images of an [`ImageList`] are converted in order by [`crate::image::convert_image`] on
-//! a rayon pool, a chunk at a time, while a writer thread packs the results into shards of at
-//! most the shard size. After each shard is renamed into place, a journal
-//! (`<split>.journal.json`) records how many images are done, the shards so far and the running
-//! statistics. Running the same conversion again after an interruption (Ctrl-C, `kill -9`, a
-//! full disk) removes the unfinished temporary file, keeps the journalled shards and carries
-//! on from the first image they do not cover; the result is byte-identical to an uninterrupted
-//! run because shard boundaries depend only on the sequence of converted records.
+//! The images of a [`crate::source::ImageList`] are converted in order by
+//! [`crate::image::convert_image`] on a rayon pool, a chunk at a time, while the calling thread
+//! packs the results into shards of at most the shard size. After each shard is renamed into
+//! place, a journal (`<split>.journal.json`) records how many images are done, the shards so
+//! far and the running statistics.
+//!
+//! Running the same conversion again after an interruption (Ctrl-C, `kill -9`, a full disk)
+//! removes the unfinished temporary file, checks the journalled shards and carries on from the
+//! first image they do not cover. The result is byte-identical to an uninterrupted run, because
+//! shard boundaries depend only on the sequence of converted records.
 //!
 //! Images that cannot be converted are skipped and listed in `<split>.skipped.tsv`, unless the
 //! conversion is strict, in which case the first one stops it with its path and reason.
@@ -34,7 +36,7 @@ pub const IMAGES_SOURCE_KIND: &str = "images";
 /// The options of one photo conversion.
 #[derive(Clone, Debug)]
 pub struct PhotoOptions {
-    /// How each image is decoded, resized and stored.
+    /// The decoding, resizing and storage options of each image.
     pub image: ConvertOptions,
     /// Largest shard file in bytes, header and index included.
     pub shard_size_bytes: u64,
@@ -44,8 +46,8 @@ pub struct PhotoOptions {
     pub overwrite: bool,
 }
 
-/// What a conversion reports while it runs. Both methods are called from the writer thread, in
-/// image order.
+/// The receiver of a conversion's progress. Both methods are called from the thread that
+/// called [`convert_images`], in image order.
 pub trait ConvertObserver {
     /// Called once before the first image: the images of the list and how many an earlier,
     /// interrupted run already converted.

@@ -41,8 +41,8 @@ struct Outcome {
 /// Converts every image of `list` into the split `split` of the shard set in `out` (created if
 /// missing) on `pool`, and returns what was done.
 ///
-/// When `out` already holds a set converted from images with the same classes and sample
-/// schema, the split is added to it (ImageNet's `val` next to `train`); a split of the same
+/// When `out` already contains a set converted from images with the same classes and sample
+/// schema, the split is added to it (ImageNet's `val` next to `train`). A split of the same
 /// name is replaced only with `opts.overwrite`. A journal left by an interrupted run of the
 /// same conversion is resumed (see the module documentation).
 ///
@@ -192,7 +192,7 @@ pub fn convert_images(
     })
 }
 
-/// Reads and converts one image; never fails, a problem becomes the skip reason.
+/// Reads and converts one image. A problem becomes the skip reason instead of an error.
 fn convert_one(item: &ImageItem, opts: &ConvertOptions) -> Outcome {
     let bytes = match read_limited(&item.path) {
         Ok(bytes) => bytes,
@@ -202,7 +202,7 @@ fn convert_one(item: &ImageItem, opts: &ConvertOptions) -> Outcome {
     Outcome { bytes_in: bytes.len() as u64, result }
 }
 
-/// Reads a source file of at most [`MAX_FILE_BYTES`], or says why it cannot be read.
+/// Reads a source file of at most [`MAX_FILE_BYTES`], or returns why it cannot be read.
 fn read_limited(path: &Path) -> std::result::Result<Vec<u8>, String> {
     let file = fs::File::open(path).map_err(|error| format!("unreadable: {error}"))?;
     let len = file.metadata().map_err(|error| format!("unreadable: {error}"))?.len();

@@ -215,8 +215,10 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
     let stats = split.stats();
     let mean: Vec<f32> = stats.channel_mean.iter().map(|&m| m as f32).collect();
     let std: Vec<f32> = stats.channel_std.iter().map(|&s| s as f32).collect();
-    let schema = split.schema();
-    let (height, width) = (schema.height as usize, schema.width as usize);
+    // Photo sets (variable height and width) need the JPEG loader, which train lacks so far.
+    let (height, width, _) = split.fixed_shape().map_err(|error| {
+        UsageError(format!("{}: train cannot read it yet: {error}", data.display()))
+    })?;
 
     let eval_augment = CropFlipNormalize::eval(mean, std);
     let mut train_augment = eval_augment.clone();
