@@ -48,10 +48,12 @@ struct Outcome {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] for an invalid split name, an empty list, a shard size too small
-/// for a header or an output set this split cannot join; [`Error::Format`] naming the file and
-/// the reason for the first bad image when `opts.strict`, or when no image could be converted;
-/// [`Error::Io`] for any failed file operation (nothing finished is lost: rerun to resume).
+/// - [`Error::InvalidArgument`] for an invalid split name, an empty list, a shard size too
+///   small for a header, or an output set this split cannot join.
+/// - [`Error::Format`] naming the file and the reason for the first bad image when
+///   `opts.strict`, or when no image could be converted.
+/// - [`Error::Io`] for any failed file operation. Finished shards are kept, so running the
+///   conversion again resumes.
 pub fn convert_images(
     list: &ImageList,
     out: &Path,

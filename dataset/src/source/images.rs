@@ -437,8 +437,8 @@ impl ClassWalk<'_> {
     /// Appends the files below `folder` to the items, each with `rel` = `rel_prefix/...`.
     ///
     /// A folder reached through a symlink is skipped with a warning when it was listed before,
-    /// when it is the root or one of its ancestors, or when it lies in another class folder:
-    /// following it would list images twice or under the wrong class.
+    /// when it is the root or one of its ancestors, or when it lies in another class folder.
+    /// Following it would list images twice or under the wrong class.
     fn folder(&mut self, folder: &Path, rel_prefix: &str) -> Result<()> {
         let canonical = fs::canonicalize(folder).map_err(|e| Error::io(folder, e))?;
         let other_class = canonical.starts_with(self.root) && !canonical.starts_with(self.class);

@@ -236,9 +236,9 @@ fn class_folders_reject_non_utf8_class() {
 }
 
 #[test]
-fn class_folders_skip_links_to_root_or_other_class() {
-    // A link to the root or an ancestor would list every class again under this one; a link
-    // into another class folder would list its images under two labels.
+fn class_folders_skip_escaping_links() {
+    // A link to the root or an ancestor would list every class again under this one.
+    // A link into another class folder would list its images under two labels.
     for (link, target) in [("b/up", "."), ("b/grand", ".."), ("b/to_a", "a")] {
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path().join("root");

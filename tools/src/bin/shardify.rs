@@ -76,8 +76,8 @@ struct ConvertArgs {
     #[arg(long)]
     split: Option<String>,
 
-    /// Class names in label order, comma separated (IDX files carry none; photo labels and
-    /// list files name classes from this list when OUT has no set yet).
+    /// Class names in label order, comma separated. IDX files carry none, and photo labels and
+    /// list files name classes from this list when OUT has no set yet.
     #[arg(long, value_delimiter = ',')]
     classes: Option<Vec<String>>,
 

@@ -272,7 +272,8 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
     })
 }
 
-/// Whether `cause` is a trainer configuration error, which exits like a bad command line.
+/// Returns whether `cause` is a trainer configuration error, which exits like a bad command
+/// line.
 fn is_config_error(cause: &(dyn std::error::Error + 'static)) -> bool {
     matches!(
         cause.downcast_ref::<expanse_trainer::Error>(),
