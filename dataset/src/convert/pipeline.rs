@@ -16,6 +16,7 @@ use crate::convert::{
 use crate::error::{Error, Result};
 use crate::image::{convert_image, ConvertOptions, Converted, RgbSums, Store};
 use crate::shard::atomic::{remove_leftover_tmp_files, sync_dir, write_file_atomically};
+use crate::shard::write_set::shard_file_split;
 use crate::shard::{
     is_valid_split_name, shard_file_name, Encoding, Limits, Manifest, RecordMeta, RecordRef,
     SampleSchema, ShardWriter, SplitManifest, FLAG_REENCODED, HEADER_LEN, INDEX_ENTRY_LEN,
@@ -358,17 +359,12 @@ fn fingerprint(list: &ImageList, split: &str, opts: &PhotoOptions) -> String {
 /// Removes the shard files of `split` and its skipped list left by an earlier conversion that
 /// no manifest lists any more.
 fn remove_split_files(out: &Path, split: &str) -> Result<()> {
-    let prefix = format!("{split}-");
     let entries = fs::read_dir(out).map_err(|source| Error::io(out, source))?;
     for entry in entries {
         let entry = entry.map_err(|source| Error::io(out, source))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let is_shard = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".shard"))
-            .is_some_and(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()));
-        if is_shard || name == skipped_name(split) {
+        if shard_file_split(name) == Some(split) || name == skipped_name(split) {
             fs::remove_file(entry.path()).map_err(|source| Error::io(entry.path(), source))?;
         }
     }

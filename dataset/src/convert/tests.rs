@@ -6,7 +6,7 @@ use std::path::Path;
 use super::*;
 use crate::image::{ConvertOptions, Store};
 use crate::shard::{verify_shard_set, Encoding, ShardSet};
-use crate::source::list_class_folders;
+use crate::source::{list_class_folders, ImageList};
 
 /// Writes a `width` x `height` RGB JPEG whose pixels depend on `seed`.
 fn write_jpeg(path: &Path, width: u16, height: u16, seed: u32) {
@@ -67,6 +67,15 @@ fn folder_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             (entry.file_name().into_string().expect("utf-8"), fs::read(entry.path()).expect("read"))
         })
         .collect()
+}
+
+/// Runs a conversion that stops after `images` images, as a killed process would, and checks
+/// that it did stop.
+fn interrupted_conversion(list: &ImageList, out: &Path, opts: &PhotoOptions, images: u64) {
+    let stopped = catch_unwind(AssertUnwindSafe(|| {
+        convert_images(list, out, "train", opts, &pool(2), &mut StopAfter(images))
+    }));
+    assert!(stopped.is_err(), "the observer stops the run");
 }
 
 /// Panics after a number of images, as a killed process would stop.
@@ -177,10 +186,7 @@ fn interrupted_run_resumes_identically() {
         convert_images(&list, &whole, "train", &opts, &pool(2), &mut Silent).expect("whole run");
 
     let out = tmp.path().join("out");
-    let stopped = catch_unwind(AssertUnwindSafe(|| {
-        convert_images(&list, &out, "train", &opts, &pool(2), &mut StopAfter(17))
-    }));
-    assert!(stopped.is_err(), "the observer stops the run");
+    interrupted_conversion(&list, &out, &opts, 17);
     assert!(out.join("train.journal.json").exists(), "a shard was journalled");
     assert!(!out.join("manifest.json").exists());
     // A killed writer leaves its temporary file behind.
@@ -201,17 +207,7 @@ fn journal_of_other_options_starts_over() {
     photo_tree(&src, &[("a", 10), ("b", 10)]);
     let list = list_class_folders(&src).expect("list");
     let out = tmp.path().join("out");
-    let stopped = catch_unwind(AssertUnwindSafe(|| {
-        convert_images(
-            &list,
-            &out,
-            "train",
-            &options(Store::Reencode),
-            &pool(2),
-            &mut StopAfter(15),
-        )
-    }));
-    assert!(stopped.is_err());
+    interrupted_conversion(&list, &out, &options(Store::Reencode), 15);
 
     let mut other = options(Store::Reencode);
     other.image.quality = 60;
@@ -310,10 +306,7 @@ fn corrupt_journalled_shard_starts_over() {
     convert_images(&list, &whole, "train", &opts, &pool(2), &mut Silent).expect("whole run");
 
     let out = tmp.path().join("out");
-    let stopped = catch_unwind(AssertUnwindSafe(|| {
-        convert_images(&list, &out, "train", &opts, &pool(2), &mut StopAfter(17))
-    }));
-    assert!(stopped.is_err());
+    interrupted_conversion(&list, &out, &opts, 17);
     let first = out.join("train-00000.shard");
     let mut bytes = fs::read(&first).expect("first shard");
     let last = bytes.len() - 1;

@@ -25,7 +25,7 @@ mod set;
 mod stats;
 mod validate;
 mod verify;
-mod write_set;
+pub(crate) mod write_set;
 mod writer;
 
 #[cfg(test)]

@@ -349,10 +349,17 @@ fn remove_unlisted_shards(dir: &Path, manifest: &Manifest) -> Result<()> {
 
 /// Returns whether `name` has the form `<split name>-<5 or more digits>.shard`.
 fn is_shard_file_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".shard") else { return false };
-    let Some((split, number)) = stem.rsplit_once('-') else { return false };
+    shard_file_split(name).is_some()
+}
 
-    is_valid_split_name(split) && number.len() >= 5 && number.bytes().all(|b| b.is_ascii_digit())
+/// Returns the split of a file named `<split>-<5 or more digits>.shard`, or `None` for any
+/// other name.
+pub(crate) fn shard_file_split(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".shard")?;
+    let (split, number) = stem.rsplit_once('-')?;
+    let numbered = number.len() >= 5 && number.bytes().all(|b| b.is_ascii_digit());
+
+    (is_valid_split_name(split) && numbered).then_some(split)
 }
 
 #[cfg(test)]
