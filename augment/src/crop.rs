@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::image::{ImageBuf, ImageRef};
 use crate::key::uniform_inclusive;
+use crate::op::{OpRng, Transform};
 use crate::pad::PadMode;
 
 /// Pads a u8 HWC image by `padding` pixels on every side, then cuts a `height` x `width`
@@ -23,9 +24,11 @@ pub struct RandomCrop {
     /// Output columns. `None` keeps the input image's width.
     #[serde(default)]
     pub width: Option<usize>,
-    /// Pixels added on each of the four sides before cropping.
+    /// Pixels added on each of the four sides before cropping; 0 when omitted.
+    #[serde(default)]
     pub padding: usize,
-    /// Rule that fills the padding.
+    /// Rule that fills the padding; zero when omitted.
+    #[serde(default)]
     pub pad_mode: PadMode,
 }
 
@@ -154,20 +157,39 @@ impl RandomCrop {
             });
         }
 
+        // Padded columns inner_start..inner_end read image columns directly, so each row copies
+        // them as one slice. Only the columns in the padding go pixel by pixel.
+        let right = window.left + window.width;
+        let inner_start = window.left.max(self.padding).min(right);
+        let inner_end = right.min(self.padding + width).max(inner_start);
+
         let padding = self.padding as isize;
         let mut data = Vec::with_capacity(window.height * window.width * channels);
         for y in 0..window.height {
             let source_y =
                 self.pad_mode.source_index(window.top as isize + y as isize - padding, height);
-            for x in 0..window.width {
-                let source_x =
-                    self.pad_mode.source_index(window.left as isize + x as isize - padding, width);
-                match (source_y, source_x) {
-                    (Some(sy), Some(sx)) => {
-                        data.extend_from_slice(&image.row(sy)[sx * channels..(sx + 1) * channels])
-                    }
-                    _ => data.extend(std::iter::repeat_n(0u8, channels)),
-                }
+            let Some(sy) = source_y else {
+                data.extend(std::iter::repeat_n(0u8, window.width * channels));
+                continue;
+            };
+            let row = image.row(sy);
+            let push_column = |data: &mut Vec<u8>, column: usize| match self
+                .pad_mode
+                .source_index(column as isize - padding, width)
+            {
+                Some(sx) => data.extend_from_slice(&row[sx * channels..(sx + 1) * channels]),
+                None => data.extend(std::iter::repeat_n(0u8, channels)),
+            };
+
+            for column in window.left..inner_start {
+                push_column(&mut data, column);
+            }
+            if inner_end > inner_start {
+                let start = (inner_start - self.padding) * channels;
+                data.extend_from_slice(&row[start..(inner_end - self.padding) * channels]);
+            }
+            for column in inner_end..right {
+                push_column(&mut data, column);
             }
         }
         ImageBuf::new(data, window.height, window.width, channels)
@@ -181,6 +203,21 @@ impl RandomCrop {
     pub fn apply<R: RngCore + ?Sized>(&self, image: ImageRef<'_>, rng: &mut R) -> Result<ImageBuf> {
         let window = self.sample_window(image.height(), image.width(), rng)?;
         self.crop_at(image, window)
+    }
+}
+
+impl Transform for RandomCrop {
+    fn name(&self) -> &'static str {
+        "random_crop"
+    }
+
+    fn output_size(&self, height: usize, width: usize) -> Option<(usize, usize)> {
+        Some(RandomCrop::output_size(self, height, width))
+    }
+
+    /// Draws and crops exactly as [`RandomCrop::apply`] does.
+    fn transform(&self, image: ImageRef<'_>, rng: &mut OpRng) -> Result<ImageBuf> {
+        self.apply(image, rng)
     }
 }
 

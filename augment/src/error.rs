@@ -206,6 +206,45 @@ pub enum Error {
         /// Channels of the image given.
         found_channels: usize,
     },
+
+    /// An op parameter outside its valid range, or a combination of parameters that cannot work.
+    #[error("{op}: invalid {parameter} {value}: expected {expected}")]
+    InvalidParameter {
+        /// The op, as named in a recipe (for example `"scale_jitter"`).
+        op: &'static str,
+        /// The parameter's field name.
+        parameter: &'static str,
+        /// The value given, formatted.
+        value: String,
+        /// What the op accepts.
+        expected: String,
+    },
+
+    /// An image whose channel count an op cannot handle.
+    #[error("{op} needs {expected} but the image has {found} channels")]
+    UnsupportedChannels {
+        /// The op, as named in a recipe.
+        op: &'static str,
+        /// What the op accepts, for example `"3 channels (RGB)"`.
+        expected: &'static str,
+        /// Channels of the image given.
+        found: usize,
+    },
+}
+
+/// Builds an [`Error::InvalidParameter`] for `op`, with `value` formatted by `Debug`.
+pub(crate) fn invalid(
+    op: &'static str,
+    parameter: &'static str,
+    value: impl std::fmt::Debug,
+    expected: &str,
+) -> Error {
+    Error::InvalidParameter {
+        op,
+        parameter,
+        value: format!("{value:?}"),
+        expected: expected.to_string(),
+    }
 }
 
 /// The result type of this crate.

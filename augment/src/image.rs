@@ -48,6 +48,16 @@ impl<'a> ImageRef<'a> {
         self.channels
     }
 
+    /// Copies the image into an owned buffer.
+    pub fn to_buf(&self) -> ImageBuf {
+        ImageBuf {
+            data: self.data.to_vec(),
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+        }
+    }
+
     /// Returns the bytes of row `y`: `width * channels` values. Panics if `y >= height`.
     pub(crate) fn row(&self, y: usize) -> &'a [u8] {
         let stride = self.width * self.channels;
