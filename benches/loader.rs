@@ -59,14 +59,7 @@ fn loader(c: &mut Criterion) {
     let shards = cifar_shaped_shards(dir.path());
     let split = shards.split("train").expect("train split");
     let recipe = CropFlipNormalize::cifar(4, vec![125.3, 123.0, 113.9], vec![63.0, 62.1, 66.7]);
-    let options = PlanOptions {
-        seed: 0,
-        shuffle: true,
-        batch_size: BATCH,
-        drop_last: false,
-        rank: 0,
-        world_size: 1,
-    };
+    let options = PlanOptions { batch_size: BATCH, ..PlanOptions::default() };
     let threads = threads();
     let loader = Loader::new(split, recipe, options, 2)
         .and_then(|loader| loader.with_threads(threads))

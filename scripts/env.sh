@@ -1,5 +1,6 @@
 # Sourced by the other scripts: installs what the build needs when missing and exports
-# LIBTORCH and LD_LIBRARY_PATH for tch.
+# LIBTORCH and LD_LIBRARY_PATH for tch. The loader decodes JPEG with libjpeg-turbo (Debian's
+# libturbojpeg0-dev, found through pkg-config).
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust (https://rustup.rs) first" >&2
@@ -20,6 +21,8 @@ apt_install() {
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}" >&2
     fi
 }
+
+apt_install pkg-config libturbojpeg0-dev
 
 if [ -z "${LIBTORCH:-}" ]; then
     LIBTORCH=$(bash "$(dirname "${BASH_SOURCE[0]}")/setup-libtorch.sh" | tail -n 1)

@@ -84,6 +84,23 @@ impl Recipe {
         Ok(current)
     }
 
+    /// Returns the shorter side below which a smaller input would change what the recipe
+    /// computes by more than resampling: the target of a first step that resizes the shorter
+    /// side ([`Step::ScaleJitter`]'s largest draw, or [`Step::Resize`] to a shorter side).
+    /// A loader may decode a compressed image at a reduced scale as long as its shorter side
+    /// stays at or above this value; the draws then stay the same and only the resampling
+    /// source differs. `None` when the first step needs the input at full size.
+    pub fn min_input_side(&self) -> Option<usize> {
+        match self.steps.first()? {
+            Step::ScaleJitter(jitter) => Some(jitter.max_shorter_side),
+            Step::Resize(resize) => match resize.size {
+                crate::geometry::ResizeTo::ShorterSide(side) => Some(side),
+                crate::geometry::ResizeTo::Exact { .. } => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Returns the size `(height, width)` of the augmented image before the views, where it
     /// does not depend on a random draw.
     pub fn augmented_size(&self, height: usize, width: usize) -> Option<(usize, usize)> {

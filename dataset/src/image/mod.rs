@@ -18,6 +18,7 @@ mod jpeg;
 mod resize;
 mod skip;
 mod stats;
+pub mod training;
 
 #[cfg(test)]
 mod tests;

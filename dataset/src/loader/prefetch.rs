@@ -5,30 +5,15 @@ use std::sync::mpsc::{channel, sync_channel};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use expanse_augment::{CropFlipNormalize, CropFlipNormalizePlan, ImageRef, SampleKey};
+use expanse_augment::SampleKey;
+use rayon::prelude::*;
 
-use super::{Batch, EpochPlan, PlanOptions};
+use super::augmentation::{Prepared, SampleOut};
+use super::batch::Values;
+use super::{
+    Augmentation, Batch, Element, EpochPlan, Layout, PlanOptions, SampleShape, SampleSource,
+};
 use crate::{Error, Result};
-
-/// Random-access samples of one split: u8 HWC images of one shape, with labels.
-pub trait SampleSource: Sync {
-    /// Number of records.
-    fn len(&self) -> usize;
-
-    /// Whether there is no record.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Height, width and channels shared by every record.
-    fn shape(&self) -> (usize, usize, usize);
-
-    /// Pixels of record `index`, u8 HWC. Callers keep `index < len()`.
-    fn image(&self, index: usize) -> &[u8];
-
-    /// Label of record `index`.
-    fn label(&self, index: usize) -> u32;
-}
 
 /// The position of a loader: enough to continue an epoch exactly where it stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,12 +30,22 @@ pub struct LoaderState {
 ///
 /// Sample `i` of epoch `e` is augmented with the key (seed, e, i), so a batch's bytes depend
 /// only on (seed, epoch, position) and not on the rayon thread count or on where a run resumed.
+///
+/// # Memory
+///
+/// The loader allocates `prefetch + 1` batch buffers once. Each rayon thread keeps one decode
+/// buffer (and, for [`Layout::Nhwc`], one sample of planar values) that grows to the largest
+/// record it has met and is then reused. The recipe steps' intermediate images come from the
+/// allocator and go back to it per sample, so the resident size settles after the first
+/// batches and stays flat over epochs (the loader benchmark measures it).
 pub struct Loader<'a, S: SampleSource> {
     source: &'a S,
-    plan: CropFlipNormalizePlan,
+    prepared: Prepared,
     options: PlanOptions,
     prefetch: usize,
-    sample_shape: [usize; 3],
+    sample_shape: SampleShape,
+    layout: Layout,
+    element: Element,
     buffers: Mutex<Vec<Batch>>,
     pool: Option<rayon::ThreadPool>,
 }
@@ -58,13 +53,21 @@ pub struct Loader<'a, S: SampleSource> {
 impl<'a, S: SampleSource> Loader<'a, S> {
     /// Builds a loader that keeps up to `prefetch` batches ready ahead of the consumer.
     ///
+    /// Record 0 sets the sample shape; a recipe must give that shape for every record (a
+    /// record that does not fails its batch with an error that names it). JPEG records are
+    /// decoded at the coarsest DCT scale (1, 1/2, 1/4 or 1/8) whose shorter side stays at or
+    /// above [`Recipe::min_input_side`](expanse_augment::pipeline::Recipe::min_input_side):
+    /// the recipe's draws are unchanged, only its resampling starts from fewer pixels. See
+    /// [`Loader::with_full_size_decode`] to turn that off.
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for an empty source or a zero batch size, and
-    /// [`Error::Augment`] when `op` does not fit the source's image shape.
+    /// [`Error::InvalidArgument`] for an empty source, a zero batch size or a recipe whose
+    /// output shape varies, and [`Error::Augment`] when the augmentation does not fit the
+    /// records' shape.
     pub fn new(
         source: &'a S,
-        op: CropFlipNormalize,
+        augmentation: impl Into<Augmentation>,
         options: PlanOptions,
         prefetch: usize,
     ) -> Result<Self> {
@@ -74,18 +77,56 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         if options.batch_size == 0 {
             return Err(Error::InvalidArgument("batch size must be at least 1".into()));
         }
+        options.order.validate()?;
 
-        let (height, width, channels) = source.shape();
-        let plan = op.prepare(height, width, channels)?;
-        let (out_channels, out_height, out_width) = plan.output_shape();
-        let sample_shape = [out_channels, out_height, out_width];
+        let (prepared, sample_shape) = Prepared::new(source, augmentation.into(), true)?;
         let prefetch = prefetch.max(1);
+        let (layout, element) = (Layout::Nchw, Element::F32);
+        let mut loader = Loader {
+            source,
+            prepared,
+            options,
+            prefetch,
+            sample_shape,
+            layout,
+            element,
+            buffers: Mutex::new(Vec::new()),
+            pool: None,
+        };
+        loader.allocate();
+        Ok(loader)
+    }
+
+    /// (Re)allocates the batch ring for the current layout and element type.
+    fn allocate(&mut self) {
         // A batch never contains more samples than the split (or one rank's share of it).
-        let capacity = options.batch_size.min(source.len());
-        let buffers =
-            (0..=prefetch).map(|_| Batch::with_capacity(capacity, sample_shape)).collect();
-        let buffers = Mutex::new(buffers);
-        Ok(Loader { source, plan, options, prefetch, sample_shape, buffers, pool: None })
+        let capacity = self.options.batch_size.min(self.source.len());
+        let (shape, layout, element) = (self.sample_shape, self.layout, self.element);
+        let buffers = (0..=self.prefetch)
+            .map(|_| Batch::with_capacity(capacity, shape, layout, element))
+            .collect();
+        self.buffers = Mutex::new(buffers);
+    }
+
+    /// Hands out u8 batches ([`Batch::bytes`]) instead of f32 ones: the augmented pixels, for
+    /// a consumer that converts and normalises on its device.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] unless the augmentation is a recipe whose output is
+    /// [`Output::None`](expanse_augment::pipeline::Output::None): a normalised value does not
+    /// fit a u8.
+    pub fn with_u8_output(mut self) -> Result<Self> {
+        if !self.prepared.writes_pixels() {
+            return Err(Error::InvalidArgument(
+                "u8 batches need a recipe whose output is {\"kind\": \"none\"}; normalise on \
+                 the device instead"
+                    .into(),
+            ));
+        }
+        self.element = Element::U8;
+        self.allocate();
+        Ok(self)
     }
 
     /// Augments on a pool of its own with `threads` threads instead of rayon's global pool.
@@ -108,9 +149,35 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         Ok(self)
     }
 
-    /// Output shape of one sample: channels, height, width.
-    pub fn sample_shape(&self) -> [usize; 3] {
+    /// Writes each view channels-last ([`Layout::Nhwc`]) or planar ([`Layout::Nchw`], the
+    /// default).
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self.allocate();
+        self
+    }
+
+    /// Decodes every JPEG at full size, whatever the recipe needs.
+    pub fn with_full_size_decode(mut self) -> Self {
+        if let Prepared::Recipe { min_side, .. } = &mut self.prepared {
+            *min_side = usize::MAX;
+        }
+        self
+    }
+
+    /// Output shape of one sample.
+    pub fn sample_shape(&self) -> SampleShape {
         self.sample_shape
+    }
+
+    /// Memory order of each view in the batches.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Element type of the batches' values.
+    pub fn element(&self) -> Element {
+        self.element
     }
 
     /// Returns the plan options the loader follows.
@@ -123,8 +190,13 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         EpochPlan::new(self.source.len(), epoch, &self.options)
     }
 
-    /// Fills `batch` with position `position` of `plan`, augmenting on the loader's pool (see
-    /// [`Loader::with_threads`]) or else on the current rayon pool.
+    /// Fills `batch` with position `position` of `plan`, decoding and augmenting on the
+    /// loader's pool (see [`Loader::with_threads`]) or else on the current rayon pool.
+    ///
+    /// # Errors
+    ///
+    /// The error of a failing sample, naming its record (with several failing samples, any
+    /// one of them).
     pub fn fill(
         &self,
         plan: &EpochPlan,
@@ -132,30 +204,40 @@ impl<'a, S: SampleSource> Loader<'a, S> {
         position: usize,
         batch: &mut Batch,
     ) -> Result<()> {
+        let started = Instant::now();
         let indices = plan.batch(position);
-        let (height, width, channels) = self.source.shape();
-
-        let mut images = Vec::with_capacity(indices.len());
-        for &index in indices {
-            let image = ImageRef::new(self.source.image(index as usize), height, width, channels)?;
-            images.push(image);
-        }
-        let keys: Vec<SampleKey> = indices
-            .iter()
-            .map(|&index| SampleKey { seed: self.options.seed, epoch, index: u64::from(index) })
-            .collect();
-
         batch.position = position;
         batch.epoch = epoch;
         batch.indices.clear();
         batch.indices.extend_from_slice(indices);
         batch.labels.clear();
         batch.labels.extend(indices.iter().map(|&i| i64::from(self.source.label(i as usize))));
-        let out = batch.pixels_mut(indices.len());
+
+        let (shape, layout, seed) = (self.sample_shape, self.layout, self.options.seed);
+        let (prepared, source) = (&self.prepared, self.source);
+        let key = |index: u32| SampleKey { seed, epoch, index: u64::from(index) };
+        let values = batch.values_mut(indices.len());
+        let work = move || match values {
+            Values::F32(out) => out
+                .par_chunks_mut(shape.len())
+                .zip(indices.par_iter())
+                .try_for_each(|(sample, &index)| {
+                    let out = SampleOut::F32(sample);
+                    prepared.apply(source, index as usize, key(index), shape, layout, out)
+                }),
+            Values::U8(out) => out
+                .par_chunks_mut(shape.len())
+                .zip(indices.par_iter())
+                .try_for_each(|(sample, &index)| {
+                    let out = SampleOut::U8(sample);
+                    prepared.apply(source, index as usize, key(index), shape, layout, out)
+                }),
+        };
         match &self.pool {
-            Some(pool) => pool.install(|| self.plan.par_apply_batch(&images, &keys, out))?,
-            None => self.plan.par_apply_batch(&images, &keys, out)?,
+            Some(pool) => pool.install(work)?,
+            None => work()?,
         }
+        batch.fill_time = started.elapsed();
         Ok(())
     }
 
@@ -242,7 +324,11 @@ impl<'a, S: SampleSource> Loader<'a, S> {
 
 #[cfg(test)]
 mod tests {
+    use expanse_augment::CropFlipNormalize;
+
     use super::*;
+    use crate::loader::Record;
+    use crate::shard::Encoding;
 
     /// Images whose pixels all differ, so that any change of crop, flip or order shows.
     struct Synthetic {
@@ -263,13 +349,15 @@ mod tests {
             self.pixels.len() / (self.height * self.width)
         }
 
-        fn shape(&self) -> (usize, usize, usize) {
-            (self.height, self.width, 1)
-        }
-
-        fn image(&self, index: usize) -> &[u8] {
+        fn record(&self, index: usize) -> Result<Record<'_>> {
             let n = self.height * self.width;
-            &self.pixels[index * n..(index + 1) * n]
+            Ok(Record {
+                bytes: &self.pixels[index * n..(index + 1) * n],
+                height: self.height,
+                width: self.width,
+                channels: 1,
+                encoding: Encoding::Raw,
+            })
         }
 
         fn label(&self, index: usize) -> u32 {
@@ -278,14 +366,7 @@ mod tests {
     }
 
     fn options(batch_size: usize) -> PlanOptions {
-        PlanOptions {
-            seed: 11,
-            shuffle: true,
-            batch_size,
-            drop_last: false,
-            rank: 0,
-            world_size: 1,
-        }
+        PlanOptions { seed: 11, batch_size, ..PlanOptions::default() }
     }
 
     /// Collects every batch of `epoch` from `start`, as (labels, pixel bits).

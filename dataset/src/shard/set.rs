@@ -255,6 +255,25 @@ impl Split {
         shard.coarse_label(local)
     }
 
+    /// Names record `i` for messages: its index in the split, its shard file and place there,
+    /// and its source path when the set keeps one.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= self.len()`.
+    pub fn describe_record(&self, i: usize) -> String {
+        let (shard, local) = self.locate(i);
+        let place = format!(
+            "record {i} of split {} ({} record {local})",
+            self.name(),
+            shard.path().display()
+        );
+        match shard.source_path(local) {
+            Ok(source) if !source.is_empty() => format!("{place}, source {source}"),
+            _ => place,
+        }
+    }
+
     fn locate(&self, i: usize) -> (&ShardReader, usize) {
         assert!(
             i < self.len,
