@@ -12,7 +12,7 @@ use expanse::dataset::shard::{
 };
 use expanse::trainer::metrics::{read_metrics, EpochMetrics};
 use expanse::trainer::optim::{LearningRate, Schedule};
-use expanse::trainer::run::Quiet;
+use expanse::trainer::run::{Observer, Quiet};
 use expanse::trainer::{TrainConfig, Trainer};
 
 const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -85,8 +85,9 @@ fn config(data: PathBuf, epochs: usize, batch_size: usize) -> TrainConfig {
         seed: 5,
         threads: 2,
         prefetch: 2,
-        train_augment: CropFlipNormalize::cifar(2, mean.clone(), std.clone()),
-        eval_augment: CropFlipNormalize::eval(mean, std),
+        checkpoint_every: 0,
+        train_augment: CropFlipNormalize::cifar(2, mean.clone(), std.clone()).into(),
+        eval_augment: CropFlipNormalize::eval(mean, std).into(),
     }
 }
 
@@ -159,6 +160,44 @@ fn resumed_run_equals_uninterrupted_run() {
         timeless(read_metrics(&resumed_dir).unwrap()),
         timeless(read_metrics(&straight_dir).unwrap())
     );
+}
+
+/// Asks the run to stop after a number of training steps, as Ctrl-C would.
+struct StopAfter(usize);
+
+impl Observer for StopAfter {
+    fn stop_requested(&mut self) -> bool {
+        self.0 -= 1;
+        self.0 == 0
+    }
+}
+
+#[test]
+fn run_stopped_mid_epoch_resumes_to_the_uninterrupted_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = subset_shards(dir.path(), 512, 256);
+
+    let straight_dir = dir.path().join("straight");
+    let mut straight = Trainer::create(config(data.clone(), 2, 64), &straight_dir).unwrap();
+    straight.fit(&mut Quiet).unwrap();
+
+    // 8 steps per epoch: stop at step 11, in the middle of epoch 2, then at step 13 again.
+    let resumed_dir = dir.path().join("resumed");
+    let mut first = Trainer::create(config(data, 2, 64), &resumed_dir).unwrap();
+    let summary = first.fit(&mut StopAfter(11)).unwrap();
+    assert!(summary.stopped);
+    assert_eq!((first.state().epochs_done, first.state().step), (1, 11));
+    drop(first);
+    let mut second = Trainer::resume(&resumed_dir).unwrap();
+    assert_eq!(second.state().loader.position, 3);
+    assert!(second.fit(&mut StopAfter(2)).unwrap().stopped);
+    drop(second);
+    let mut resumed = Trainer::resume(&resumed_dir).unwrap();
+    assert_eq!(resumed.state().loader.position, 5);
+    assert!(!resumed.fit(&mut Quiet).unwrap().stopped);
+
+    assert_eq!(resumed.state(), straight.state());
+    assert_eq!(weights(&resumed), weights(&straight));
 }
 
 #[test]

@@ -1,8 +1,12 @@
-//! Shared pieces of the command-line tools: logging set-up, progress display and exit codes.
+//! Shared pieces of the command-line tools: logging set-up, progress display, exit codes and
+//! recipe loading.
 
 pub mod progress;
 
 use std::io::IsTerminal;
+use std::path::Path;
+
+use expanse_augment::pipeline::Recipe;
 
 /// Exit code for a command line or configuration that cannot be used.
 pub const EXIT_USAGE: i32 = 2;
@@ -73,4 +77,40 @@ pub fn report_with(
 ) -> std::process::ExitCode {
     eprintln!("error: {error:#}");
     std::process::ExitCode::from(exit_code(error, also_usage) as u8)
+}
+
+/// Returns the help text of a `--recipe NAME|FILE` option, listing [`Recipe::NAMES`].
+pub fn recipe_help() -> String {
+    format!(
+        "A named recipe ({}) or a JSON file with one recipe object: `steps`, and optionally \
+         `name`, `views` and `output`",
+        Recipe::NAMES.join(", ")
+    )
+}
+
+/// Returns the recipe called `spec`, or the recipe in the JSON file `spec`.
+///
+/// `spec` is read as a file when a file of that name exists or when it ends in `.json`; else
+/// it is a name of [`Recipe::named`].
+///
+/// # Errors
+///
+/// A [`UsageError`] for an unknown name, a file that cannot be read, or invalid recipe JSON.
+pub fn load_recipe(spec: &str) -> anyhow::Result<Recipe> {
+    let path = Path::new(spec);
+    let looks_like_file = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if !path.is_file() && !looks_like_file {
+        return Recipe::named(spec).map_err(|_| {
+            UsageError(format!(
+                "unknown recipe {spec:?}; named recipes: {}; or give a JSON file",
+                Recipe::NAMES.join(", ")
+            ))
+            .into()
+        });
+    }
+
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read the recipe file {spec}: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| UsageError(format!("{spec}: invalid recipe JSON: {e}")).into())
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use expanse_augment::CropFlipNormalize;
+use expanse_dataset::loader::Augmentation;
 use serde::{Deserialize, Serialize};
 
 use crate::optim::{LearningRate, Schedule};
@@ -47,10 +47,15 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Batches prepared ahead of the training step.
     pub prefetch: usize,
-    /// Training augmentation, with the normalisation statistics resolved from the shard set.
-    pub train_augment: CropFlipNormalize,
-    /// Evaluation preprocessing (normalisation only).
-    pub eval_augment: CropFlipNormalize,
+    /// Optimizer steps between mid-epoch checkpoints; 0 checkpoints at epoch ends only.
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    /// Training augmentation: a recipe, or the crop-flip-normalise of fixed-shape sets with
+    /// the normalisation statistics resolved from the shard set.
+    pub train_augment: Augmentation,
+    /// Evaluation preprocessing. A recipe with several views (ten-crop) has its softmax
+    /// scores averaged over each sample's views.
+    pub eval_augment: Augmentation,
 }
 
 impl TrainConfig {

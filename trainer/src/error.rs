@@ -75,6 +75,12 @@ pub enum Error {
         /// The non-finite loss summed over that batch.
         loss: f64,
     },
+
+    /// The observer asked the run to stop ([`crate::Observer::stop_requested`]). The trainer
+    /// turns it into a checkpoint and a [`crate::RunSummary`] with `stopped` set; it reaches
+    /// callers of the public API only from a pass they drive themselves.
+    #[error("the run was stopped on request; resume it from its checkpoint")]
+    Stopped,
 }
 
 /// The result type of the trainer crate.

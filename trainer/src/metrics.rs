@@ -47,17 +47,18 @@ impl Tally {
         self.top5 as f64 / self.samples.max(1) as f64
     }
 
-    /// Summarises a finished pass over `split` that took `elapsed`, of which `data_wait_seconds`
-    /// were spent waiting for the loader.
+    /// Summarises a finished pass over `split` that took `elapsed`, with the time each batch
+    /// waited for the loader.
     pub fn metrics(
         &self,
         epoch: usize,
         split: &str,
         elapsed: std::time::Duration,
-        data_wait_seconds: f64,
+        waits: &WaitTimes,
         lr: Option<f64>,
     ) -> EpochMetrics {
         let seconds = elapsed.as_secs_f64();
+        let peak = expanse_dataset::loader::ResidentMemory::read().map_or(0, |m| m.peak);
         EpochMetrics {
             epoch,
             split: split.to_string(),
@@ -67,7 +68,9 @@ impl Tally {
             samples: self.samples,
             seconds,
             images_per_second: self.samples as f64 / seconds.max(1e-9),
-            data_wait_seconds,
+            data_wait_seconds: waits.total(),
+            data_wait_ms: waits.summary(),
+            peak_rss_mib: peak as f64 / (1024.0 * 1024.0),
             lr,
         }
     }
@@ -105,9 +108,58 @@ pub struct EpochMetrics {
     pub images_per_second: f64,
     /// Seconds the pass waited for the loader.
     pub data_wait_seconds: f64,
+    /// Per-batch wait for the loader: median, 99th percentile and worst, in milliseconds.
+    #[serde(default)]
+    pub data_wait_ms: WaitSummary,
+    /// Peak resident memory of the process at the end of the pass, in MiB (0 where unknown).
+    #[serde(default)]
+    pub peak_rss_mib: f64,
     /// Learning rate at the end of the pass (training only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lr: Option<f64>,
+}
+
+/// How long each batch of a pass waited for the loader.
+#[derive(Clone, Debug, Default)]
+pub struct WaitTimes {
+    seconds: Vec<f64>,
+}
+
+impl WaitTimes {
+    /// Records one batch's wait.
+    pub fn push(&mut self, wait: std::time::Duration) {
+        self.seconds.push(wait.as_secs_f64());
+    }
+
+    /// Total seconds waited.
+    pub fn total(&self) -> f64 {
+        self.seconds.iter().sum()
+    }
+
+    /// Median, 99th percentile (nearest rank) and worst wait, in milliseconds.
+    pub fn summary(&self) -> WaitSummary {
+        let mut sorted = self.seconds.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |q: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let index = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+            sorted[index] * 1000.0
+        };
+        WaitSummary { p50: rank(0.5), p99: rank(0.99), max: rank(1.0) }
+    }
+}
+
+/// Quantiles of the per-batch data wait, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitSummary {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile, nearest rank.
+    pub p99: f64,
+    /// Worst.
+    pub max: f64,
 }
 
 /// File name of the metrics log in a run directory.
@@ -178,5 +230,19 @@ mod tests {
         .view([3, 6]);
         let labels = Tensor::from_slice(&[0i64, 4, 5]);
         assert_eq!(top_k_hits(&logits, &labels), (1, 2));
+    }
+
+    #[test]
+    fn wait_quantiles_are_nearest_rank() {
+        let mut waits = WaitTimes::default();
+        for ms in (1..=200).rev() {
+            waits.push(std::time::Duration::from_millis(ms));
+        }
+        let summary = waits.summary();
+        assert!((summary.p50 - 100.0).abs() < 1e-6, "{summary:?}");
+        assert!((summary.p99 - 198.0).abs() < 1e-6, "{summary:?}");
+        assert!((summary.max - 200.0).abs() < 1e-6, "{summary:?}");
+        assert!((waits.total() - 20.1).abs() < 1e-9);
+        assert_eq!(WaitTimes::default().summary(), WaitSummary::default());
     }
 }

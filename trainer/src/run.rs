@@ -10,7 +10,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::checkpoint::{self, TrainState, CHECKPOINT_FILE};
-use crate::metrics::{self, EpochMetrics, Tally};
+use crate::metrics::{self, EpochMetrics, Tally, WaitTimes};
 use crate::model::{CifarResNet, CifarResNetSpec};
 use crate::optim::Sgd;
 use crate::{Error, Result, TrainConfig};
@@ -26,6 +26,13 @@ pub trait Observer {
 
     /// Called when a pass finished, with its metrics.
     fn pass_finished(&mut self, _metrics: &EpochMetrics) {}
+
+    /// Asked after every training step; `true` stops the run there, after a checkpoint of
+    /// that position (as on Ctrl-C), and [`Trainer::fit`] returns with
+    /// [`RunSummary::stopped`] set.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// Serialises seeding and weight initialisation across trainers of one process.
@@ -58,6 +65,9 @@ pub struct RunSummary {
     pub best_top1: Option<f64>,
     /// Seconds spent in this session.
     pub seconds: f64,
+    /// Whether the observer stopped the run before its last epoch (see
+    /// [`Observer::stop_requested`]); the checkpoint holds the position to resume from.
+    pub stopped: bool,
 }
 
 impl Trainer {
@@ -138,7 +148,6 @@ impl Trainer {
 
         let shards = Arc::new(ShardSet::open(&config.data)?);
         let train = shards.split(&config.train_split)?;
-        shards.split(&config.eval_split)?;
         let found = &train.stats().content_hash;
         if !config.train_content_hash.is_empty() && &config.train_content_hash != found {
             return Err(Error::Config(format!(
@@ -149,9 +158,13 @@ impl Trainer {
                 config.train_content_hash
             )));
         }
-        let (_, _, channels) = train.shape();
+        let channels = train.schema().channels as usize;
         let classes = shards.manifest().classes.len();
         let spec = CifarResNetSpec::from_name(&config.model, channels, classes)?;
+        // Check that the augmentations fit the splits now, before a run folder exists.
+        let eval = shards.split(&config.eval_split)?;
+        Loader::new(train, config.train_augment.clone(), PlanOptions::default(), 1)?;
+        Loader::new(eval, config.eval_augment.clone(), PlanOptions::default(), 1)?;
 
         let vs = nn::VarStore::new(Device::Cpu);
         let model = {
@@ -179,6 +192,11 @@ impl Trainer {
     /// Returns the run's configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.config
+    }
+
+    /// Returns the run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
     }
 
     /// Returns the position of the run.
@@ -210,11 +228,8 @@ impl Trainer {
         let train = shards.split(&self.config.train_split)?;
         let options = PlanOptions {
             seed: self.config.seed,
-            shuffle: true,
             batch_size: self.config.batch_size,
-            drop_last: false,
-            rank: 0,
-            world_size: 1,
+            ..PlanOptions::default()
         };
         let loader =
             Loader::new(train, self.config.train_augment.clone(), options, self.config.prefetch)?
@@ -222,11 +237,19 @@ impl Trainer {
         let steps_per_epoch = loader.plan(0)?.batches();
 
         let mut last_eval = None;
+        let mut stopped = false;
         while self.state.epochs_done < last_epoch {
             let epoch = self.state.epochs_done;
             let position = self.state.loader.position;
             let train_metrics =
-                self.train_epoch(&loader, epoch, position, steps_per_epoch, observer)?;
+                match self.train_epoch(&loader, epoch, position, steps_per_epoch, observer) {
+                    Err(Error::Stopped) => {
+                        checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
+                        stopped = true;
+                        break;
+                    }
+                    other => other?,
+                };
             metrics::append_metrics(&self.run_dir, &train_metrics)?;
 
             let eval_metrics = self.evaluate(epoch + 1, observer)?;
@@ -251,6 +274,7 @@ impl Trainer {
             last_eval,
             best_top1,
             seconds: started.elapsed().as_secs_f64(),
+            stopped,
         })
     }
 
@@ -264,12 +288,12 @@ impl Trainer {
     ) -> Result<EpochMetrics> {
         let started = Instant::now();
         let mut tally = Tally::default();
-        let mut wait = 0.0;
+        let mut waits = WaitTimes::default();
         let mut lr = self.config.lr.at(self.state.step, steps_per_epoch, self.config.epochs);
         observer.pass_started(epoch + 1, &self.config.train_split, steps_per_epoch, start);
 
         loader.run_epoch(epoch as u64, start, |batch: &Batch| -> Result<()> {
-            wait += batch.waited.as_secs_f64();
+            waits.push(batch.waited);
             lr = self.config.lr.at(self.state.step, steps_per_epoch, self.config.epochs);
             let (images, labels) = batch_tensors(batch);
 
@@ -299,11 +323,21 @@ impl Trainer {
 
             tally.add(&logits.detach(), &labels, loss_value * batch.len() as f64);
             observer.batch_finished(batch.len(), tally.loss());
+            let every = self.config.checkpoint_every;
+            if every > 0
+                && self.state.step.is_multiple_of(every)
+                && self.state.loader.position < steps_per_epoch
+            {
+                checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
+            }
+            if observer.stop_requested() {
+                return Err(Error::Stopped);
+            }
             Ok(())
         })?;
 
         let split = &self.config.train_split;
-        let metrics = tally.metrics(epoch + 1, split, started.elapsed(), wait, Some(lr));
+        let metrics = tally.metrics(epoch + 1, split, started.elapsed(), &waits, Some(lr));
         observer.pass_finished(&metrics);
         Ok(metrics)
     }
@@ -319,14 +353,16 @@ impl Trainer {
         observer.pass_started(epoch, &self.config.eval_split, batches, 0);
 
         let mut tally = Tally::default();
-        let mut wait = 0.0;
+        let mut waits = WaitTimes::default();
         tch::no_grad(|| {
             loader.run_epoch(0, 0, |batch: &Batch| -> Result<()> {
-                wait += batch.waited.as_secs_f64();
+                waits.push(batch.waited);
                 let (images, labels) = batch_tensors(batch);
-                let logits = self.model.forward_t(&images, false);
-                let loss =
-                    logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+                let logits = view_averaged_log_scores(
+                    &self.model.forward_t(&images, false),
+                    batch.sample_shape.views,
+                );
+                let loss = logits.g_nll_loss::<Tensor>(&labels, None, Reduction::Sum, -100);
                 let loss_value = f64::try_from(&loss)?;
                 if !loss_value.is_finite() {
                     let position = batch.position;
@@ -339,10 +375,23 @@ impl Trainer {
         })?;
 
         let split = &self.config.eval_split;
-        let metrics = tally.metrics(epoch, split, started.elapsed(), wait, None);
+        let metrics = tally.metrics(epoch, split, started.elapsed(), &waits, None);
         observer.pass_finished(&metrics);
         Ok(metrics)
     }
+}
+
+/// Returns per-sample log-probabilities from the logits of `views` consecutive views per
+/// sample: the log of the views' mean softmax, as ten-crop testing averages the scores.
+/// With one view it is the log-softmax, whose negative log-likelihood is the cross-entropy.
+fn view_averaged_log_scores(logits: &Tensor, views: usize) -> Tensor {
+    let log_probs = logits.log_softmax(-1, Kind::Float);
+    if views <= 1 {
+        return log_probs;
+    }
+    let classes = log_probs.size()[1];
+    let views = views as i64;
+    log_probs.view([-1, views, classes]).logsumexp([1].as_slice(), false) - (views as f64).ln()
 }
 
 /// Wraps a batch as tensors: images N x C x H x W f32 and labels N int64 (one copy each).

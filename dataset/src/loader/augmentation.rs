@@ -119,6 +119,25 @@ impl Prepared {
                         recipe_label(&recipe)
                     )));
                 };
+                if source.fixed_shape().is_none() {
+                    // Records differ in size: the output must not follow the input's size.
+                    let other = recipe.output_shape(height * 2 + 1, width * 2 + 3, channels);
+                    if other != Some((views, channels, out_height, out_width)) {
+                        let probe = match other {
+                            Some((_, _, h, w)) => format!("{h}x{w}"),
+                            None => "a random size".to_string(),
+                        };
+                        return Err(Error::InvalidArgument(format!(
+                            "recipe {} gives records of different sizes outputs of different \
+                             shapes ({out_height}x{out_width} for the first record, {probe} for \
+                             a {}x{} one); a batch needs one shape: end the steps with a \
+                             fixed-size crop",
+                            recipe_label(&recipe),
+                            height * 2 + 1,
+                            width * 2 + 3,
+                        )));
+                    }
+                }
                 let min_side = match recipe.min_input_side() {
                     Some(side) if reduced_decode => side,
                     _ => usize::MAX,

@@ -39,6 +39,13 @@ pub trait SampleSource: Sync {
     /// Label of record `index`.
     fn label(&self, index: usize) -> u32;
 
+    /// The shape `(height, width, channels)` every record has, or `None` when records differ
+    /// (the default). A loader then accepts only augmentations whose output shape does not
+    /// depend on the input's.
+    fn fixed_shape(&self) -> Option<(usize, usize, usize)> {
+        None
+    }
+
     /// Names record `index` in error messages (its file and place where the source has them).
     fn describe(&self, index: usize) -> String {
         format!("record {index}")
@@ -91,5 +98,9 @@ impl SampleSource for Split {
 
     fn describe(&self, index: usize) -> String {
         self.describe_record(index)
+    }
+
+    fn fixed_shape(&self) -> Option<(usize, usize, usize)> {
+        Split::fixed_shape(self).ok()
     }
 }

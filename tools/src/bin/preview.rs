@@ -26,7 +26,7 @@ use expanse_augment::pipeline::Recipe;
 use expanse_augment::{ImageBuf, ImageRef, SampleKey};
 use expanse_dataset::image::{convert_image, ConvertOptions, Store};
 use expanse_dataset::shard::{Encoding, ShardSet, MANIFEST_FILE};
-use expanse_tools::UsageError;
+use expanse_tools::{load_recipe, recipe_help, UsageError};
 use image::imageops::FilterType;
 use rayon::prelude::*;
 
@@ -177,35 +177,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         cli.seed
     );
     expanse_tools::print_stdout(&text)
-}
-
-/// Returns the help text of `--recipe`, listing [`Recipe::NAMES`].
-fn recipe_help() -> String {
-    format!(
-        "A named recipe ({}) or a JSON file with one recipe object: `steps`, and optionally \
-         `name`, `views` and `output`",
-        Recipe::NAMES.join(", ")
-    )
-}
-
-/// Returns the recipe called `spec`, or the recipe in the JSON file `spec`.
-fn load_recipe(spec: &str) -> anyhow::Result<Recipe> {
-    let path = Path::new(spec);
-    let looks_like_file = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    if !path.is_file() && !looks_like_file {
-        return Recipe::named(spec).map_err(|_| {
-            UsageError(format!(
-                "unknown recipe {spec:?}; named recipes: {}; or give a JSON file",
-                Recipe::NAMES.join(", ")
-            ))
-            .into()
-        });
-    }
-
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("cannot read the recipe file {spec}: {e}")))?;
-    serde_json::from_str(&text)
-        .map_err(|e| UsageError(format!("{spec}: invalid recipe JSON: {e}")).into())
 }
 
 /// Rejects an output path whose folder does not exist, before any image is decoded.

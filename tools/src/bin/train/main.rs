@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! train --data shards/fashion-mnist --model resnet20 --epochs 8 --run-dir runs/fm
+//! train --data shards/photos --recipe resnet-imagenet --eval-recipe eval-center --run-dir runs/p
 //! train --resume runs/fm
 //! ```
+//!
+//! Ctrl-C stops a run after the current step with a checkpoint of that position; `--resume`
+//! continues it with exactly the batches the run would have seen.
 
 mod progress;
 
@@ -13,9 +17,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use expanse_augment::{CropFlipNormalize, HorizontalFlip, PadMode, RandomCrop};
-use expanse_dataset::shard::ShardSet;
-use expanse_tools::UsageError;
+use expanse_dataset::loader::{Augmentation, ResidentMemory};
+use expanse_dataset::shard::{Layout, ShardSet};
+use expanse_tools::{load_recipe, recipe_help, UsageError};
 use expanse_trainer::optim::{LearningRate, Schedule};
 use expanse_trainer::{TrainConfig, Trainer};
 
@@ -96,13 +104,27 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f64,
 
-    /// Zero padding, in pixels, of the random-crop augmentation; 0 disables cropping.
-    #[arg(long, default_value_t = 4)]
+    /// Training augmentation recipe (default: for fixed-shape sets, the crop and flip of
+    /// --padding and --no-flip with the set's mean and std; for photo sets, resnet-imagenet).
+    #[arg(long, value_name = "NAME|FILE", long_help = recipe_help())]
+    recipe: Option<String>,
+
+    /// Evaluation recipe (default: the set's mean and std for fixed-shape sets, eval-center
+    /// for photo sets). A recipe with several views (eval-10crop) averages their scores.
+    #[arg(long, value_name = "NAME|FILE")]
+    eval_recipe: Option<String>,
+
+    /// Zero padding, in pixels, of the default random-crop augmentation; 0 disables cropping.
+    #[arg(long, default_value_t = 4, conflicts_with = "recipe")]
     padding: usize,
 
-    /// Disable random horizontal flips.
-    #[arg(long)]
+    /// Disable random horizontal flips of the default augmentation.
+    #[arg(long, conflicts_with = "recipe")]
     no_flip: bool,
+
+    /// Optimizer steps between mid-epoch checkpoints (0: at epoch ends only).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
 
     /// Seed of initialisation, epoch order and augmentation.
     #[arg(long, default_value_t = 0)]
@@ -120,9 +142,10 @@ struct Args {
     #[arg(long, default_value = "train")]
     train_split: String,
 
-    /// Split to evaluate after each epoch.
-    #[arg(long, default_value = "test")]
-    eval_split: String,
+    /// Split to evaluate after each epoch (default: `test`, or `val` when the set has no
+    /// `test` split, as photo sets converted with a labelled validation folder).
+    #[arg(long)]
+    eval_split: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -158,12 +181,33 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
-    let mut progress = PassProgress::new(expanse_tools::interactive());
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = Arc::clone(&stop);
+    // Without a handler Ctrl-C still ends the run, at the last checkpoint.
+    if let Err(error) = ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed)) {
+        log::warn!("Ctrl-C will not checkpoint the run: {error}");
+    }
+    let mut progress = PassProgress::new(expanse_tools::interactive(), stop);
     let summary = trainer.fit(&mut progress)?;
 
     let config = trainer.config();
     println!("model {} on {}", config.model, config.data.display());
     println!("epochs {}  session wall time {:.1} s", summary.epochs, summary.seconds);
+    if let Some(memory) = ResidentMemory::read() {
+        println!("peak resident memory {:.0} MiB", memory.peak as f64 / (1024.0 * 1024.0));
+    }
+    if summary.stopped {
+        let state = trainer.state();
+        println!(
+            "stopped in epoch {} before batch {} (step {}); the checkpoint holds that position: \
+             continue with train --resume {}",
+            state.epochs_done + 1,
+            state.loader.position,
+            state.step,
+            trainer.run_dir().display()
+        );
+        return Ok(());
+    }
     if let Some(eval) = &summary.last_eval {
         println!(
             "final {} top1 {:.2}%  top5 {:.2}%  loss {:.4}",
@@ -212,22 +256,13 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
     let data = std::fs::canonicalize(&data)
         .with_context(|| format!("cannot resolve the path {}", data.display()))?;
     let split = shards.split(&args.train_split)?;
-    let stats = split.stats();
-    let mean: Vec<f32> = stats.channel_mean.iter().map(|&m| m as f32).collect();
-    let std: Vec<f32> = stats.channel_std.iter().map(|&s| s as f32).collect();
-    // Photo sets (variable height and width) need the JPEG loader, which train lacks so far.
-    let (height, width, _) = split.fixed_shape().map_err(|error| {
-        UsageError(format!("{}: train cannot read it yet: {error}", data.display()))
-    })?;
-
-    let eval_augment = CropFlipNormalize::eval(mean, std);
-    let mut train_augment = eval_augment.clone();
-    if args.padding > 0 {
-        train_augment.crop = Some(RandomCrop::new(height, width, args.padding, PadMode::Zero));
-    }
-    if !args.no_flip {
-        train_augment.flip = Some(HorizontalFlip::new(0.5));
-    }
+    let (train_augment, eval_augment) = resolve_augmentation(args, split)?;
+    let has = |name: &str| shards.manifest().splits.iter().any(|s| s.name == name);
+    let eval_split = match &args.eval_split {
+        Some(name) => name.clone(),
+        None if !has("test") && has("val") => "val".to_string(),
+        None => "test".to_string(),
+    };
 
     if !args.milestones.is_empty() && !matches!(args.schedule, ScheduleKind::Step) {
         return Err(UsageError("--milestones needs --schedule step".into()).into());
@@ -253,7 +288,7 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
         data,
         train_split: args.train_split.clone(),
         train_content_hash: split.stats().content_hash.clone(),
-        eval_split: args.eval_split.clone(),
+        eval_split,
         model: args.model.clone(),
         epochs: args.epochs.unwrap_or(10),
         batch_size: args.batch_size,
@@ -267,9 +302,50 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
         seed: args.seed,
         threads,
         prefetch: args.prefetch,
+        checkpoint_every: args.checkpoint_every,
         train_augment,
         eval_augment,
     })
+}
+
+/// Chooses the training and evaluation augmentation: the recipes given, else the defaults of
+/// the split's layout.
+fn resolve_augmentation(
+    args: &Args,
+    split: &expanse_dataset::shard::Split,
+) -> anyhow::Result<(Augmentation, Augmentation)> {
+    let recipe = |spec: &Option<String>, default: &str| -> anyhow::Result<Augmentation> {
+        Ok(load_recipe(spec.as_deref().unwrap_or(default))?.into())
+    };
+    if split.schema().layout == Layout::Variable {
+        let train = recipe(&args.recipe, "resnet-imagenet")?;
+        let eval = recipe(&args.eval_recipe, "eval-center")?;
+        return Ok((train, eval));
+    }
+
+    let stats = split.stats();
+    let mean: Vec<f32> = stats.channel_mean.iter().map(|&m| m as f32).collect();
+    let std: Vec<f32> = stats.channel_std.iter().map(|&s| s as f32).collect();
+    let (height, width, _) = split.fixed_shape()?;
+    let eval = CropFlipNormalize::eval(mean, std);
+    let train = match &args.recipe {
+        Some(spec) => load_recipe(spec)?.into(),
+        None => {
+            let mut train = eval.clone();
+            if args.padding > 0 {
+                train.crop = Some(RandomCrop::new(height, width, args.padding, PadMode::Zero));
+            }
+            if !args.no_flip {
+                train.flip = Some(HorizontalFlip::new(0.5));
+            }
+            train.into()
+        }
+    };
+    let eval = match &args.eval_recipe {
+        Some(spec) => load_recipe(spec)?.into(),
+        None => eval.into(),
+    };
+    Ok((train, eval))
 }
 
 /// Returns whether `cause` is a trainer configuration error, which exits like a bad command

@@ -1,5 +1,7 @@
 //! Progress of training passes: indicatif bars on a terminal, plain lines otherwise.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use expanse_tools::progress::PLAIN_INTERVAL;
@@ -17,11 +19,13 @@ pub struct PassProgress {
     samples: usize,
     started: Instant,
     last_line: Instant,
+    stop: Arc<AtomicBool>,
 }
 
 impl PassProgress {
-    /// Draws bars when `interactive`, plain lines on stderr otherwise.
-    pub fn new(interactive: bool) -> Self {
+    /// Draws bars when `interactive`, plain lines on stderr otherwise; asks the run to stop
+    /// once `stop` is set.
+    pub fn new(interactive: bool, stop: Arc<AtomicBool>) -> Self {
         PassProgress {
             bar: None,
             interactive,
@@ -31,6 +35,7 @@ impl PassProgress {
             samples: 0,
             started: Instant::now(),
             last_line: Instant::now(),
+            stop,
         }
     }
 }
@@ -78,8 +83,10 @@ impl Observer for PassProgress {
             bar.finish_and_clear();
         }
         let lr = m.lr.map(|lr| format!(" lr {lr:.5}")).unwrap_or_default();
+        let wait = &m.data_wait_ms;
         eprintln!(
-            "epoch {} {:<5} loss {:.4} top1 {:.2}% top5 {:.2}% {:.1}s {:.0} images/s data wait {:.1}s{lr}",
+            "epoch {} {:<5} loss {:.4} top1 {:.2}% top5 {:.2}% {:.1}s {:.0} images/s data wait \
+             {:.1}s (batch p50 {:.1} p99 {:.1} max {:.1} ms) peak RSS {:.0} MiB{lr}",
             m.epoch,
             m.split,
             m.loss,
@@ -88,6 +95,14 @@ impl Observer for PassProgress {
             m.seconds,
             m.images_per_second,
             m.data_wait_seconds,
+            wait.p50,
+            wait.p99,
+            wait.max,
+            m.peak_rss_mib,
         );
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
