@@ -173,7 +173,7 @@ impl Observer for StopAfter {
 }
 
 #[test]
-fn run_stopped_mid_epoch_resumes_to_the_uninterrupted_weights() {
+fn mid_epoch_stop_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let data = subset_shards(dir.path(), 512, 256);
 

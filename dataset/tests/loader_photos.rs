@@ -90,7 +90,7 @@ fn collect(loader: &Loader<'_, Split>, epoch: u64, start: usize) -> Batches {
 }
 
 #[test]
-fn jpeg_resume_equals_uninterrupted_at_one_and_two_threads() {
+fn jpeg_resume_matches_uninterrupted_epoch() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let set = photo_set(tmp.path(), 48, 9, Store::Keep);
     let split = set.split("train").expect("split");
@@ -112,7 +112,7 @@ fn jpeg_resume_equals_uninterrupted_at_one_and_two_threads() {
 }
 
 #[test]
-fn raw_variable_records_load_like_jpeg_records_of_the_same_pixels() {
+fn raw_photo_records_fill_batches() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let raw = photo_set(&tmp.path().join("raw"), 40, 4, Store::Raw);
     let split = raw.split("train").expect("split");
@@ -126,7 +126,7 @@ fn raw_variable_records_load_like_jpeg_records_of_the_same_pixels() {
 }
 
 #[test]
-fn ranks_get_equal_batches_and_cover_the_epoch() {
+fn ranks_share_epoch_equally() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let set = photo_set(tmp.path(), 40, 5, Store::Keep);
     let split = set.split("train").expect("split");
@@ -152,7 +152,7 @@ fn ranks_get_equal_batches_and_cover_the_epoch() {
 }
 
 #[test]
-fn epochs_differ_and_an_epoch_repeats_exactly() {
+fn epochs_differ_and_repeat_exactly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let set = photo_set(tmp.path(), 40, 4, Store::Keep);
     let split = set.split("train").expect("split");
@@ -172,7 +172,7 @@ fn epochs_differ_and_an_epoch_repeats_exactly() {
 }
 
 #[test]
-fn channels_last_is_the_transpose_of_planar() {
+fn channels_last_transposes_planar() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let set = photo_set(tmp.path(), 40, 2, Store::Keep);
     let split = set.split("train").expect("split");
@@ -210,7 +210,7 @@ fn channels_last_is_the_transpose_of_planar() {
 }
 
 #[test]
-fn large_jpegs_decode_at_a_reduced_scale_close_to_full_size() {
+fn large_jpegs_decode_reduced_near_full() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // Shorter sides 160..320: at least 2x the recipe's largest shorter side (56), so the
     // loader decodes them at 1/2 or less.
@@ -236,7 +236,7 @@ fn large_jpegs_decode_at_a_reduced_scale_close_to_full_size() {
 }
 
 #[test]
-fn a_damaged_jpeg_record_is_named_in_the_error() {
+fn damaged_jpeg_error_names_shard() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let set = photo_set(tmp.path(), 40, 2, Store::Keep);
     let shard = set.split("train").expect("split").shards()[0].path().to_path_buf();
@@ -266,7 +266,7 @@ fn a_damaged_jpeg_record_is_named_in_the_error() {
 }
 
 #[test]
-fn u8_batches_hold_the_pixels_of_an_unnormalised_recipe() {
+fn u8_batches_hold_recipe_pixels() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let set = photo_set(tmp.path(), 40, 2, Store::Keep);
     let split = set.split("train").expect("split");
@@ -302,4 +302,16 @@ fn u8_batches_hold_the_pixels_of_an_unnormalised_recipe() {
     let normalised = Loader::new(split, recipe(), options(6, 0, 1), 1).expect("loader");
     let error = normalised.with_u8_output().err().expect("normalised output rejected");
     assert!(error.to_string().contains("none"), "{error}");
+}
+
+#[test]
+fn huge_crop_is_an_error_not_an_abort() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let set = photo_set(tmp.path(), 40, 1, Store::Keep);
+    let split = set.split("train").expect("split");
+    let mut huge = recipe();
+    huge.steps[1] = Step::RandomCrop(RandomCrop::new(1 << 20, 1 << 20, 0, PadMode::Zero));
+
+    let error = Loader::new(split, huge, options(64, 0, 1), 2).err().expect("allocation fails");
+    assert!(error.to_string().contains("cannot allocate a batch"), "{error}");
 }

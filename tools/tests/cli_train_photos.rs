@@ -111,7 +111,7 @@ fn read_json_lines(path: &Path) -> Vec<Value> {
 }
 
 #[test]
-fn trains_on_jpeg_shards_with_recipes_and_records_them() {
+fn trains_on_jpeg_shards_with_recipes() {
     let temp = tempfile::tempdir().expect("tempdir");
     let data = photo_set(temp.path());
     let (train, eval) = recipes(temp.path());
@@ -152,7 +152,7 @@ fn trains_on_jpeg_shards_with_recipes_and_records_them() {
 }
 
 #[test]
-fn fixed_shape_options_conflict_with_a_recipe() {
+fn padding_conflicts_with_recipe() {
     let temp = tempfile::tempdir().expect("tempdir");
     let data = photo_set(temp.path());
     let (train, eval) = recipes(temp.path());
@@ -165,7 +165,7 @@ fn fixed_shape_options_conflict_with_a_recipe() {
 }
 
 #[test]
-fn recipe_of_varying_output_shape_is_one_line_error() {
+fn varying_output_shape_rejected() {
     let temp = tempfile::tempdir().expect("tempdir");
     let data = photo_set(temp.path());
     let (_, eval) = recipes(temp.path());

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{Element, Layout, SampleShape};
+use crate::{Error, Result};
 
 /// One batch of augmented samples: `f32` values (or `u8` pixels) and `i64` labels, ready to be
 /// wrapped as tensors. The buffers are allocated once per loader and refilled for every batch.
@@ -39,18 +40,39 @@ pub struct Batch {
 
 impl Batch {
     /// Allocates a batch for up to `capacity` samples of `sample_shape`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the size when the memory cannot be allocated (a huge
+    /// crop or batch size), instead of aborting the process.
     pub fn with_capacity(
         capacity: usize,
         sample_shape: SampleShape,
         layout: Layout,
         element: Element,
-    ) -> Self {
-        let values = capacity * sample_shape.len();
-        let (pixels, bytes) = match element {
-            Element::F32 => (vec![0.0; values], Vec::new()),
-            Element::U8 => (Vec::new(), vec![0; values]),
+    ) -> Result<Self> {
+        let values = capacity.checked_mul(sample_shape.len());
+        let too_large = || {
+            let size = |bytes: usize| format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30));
+            let width = match element {
+                Element::F32 => 4,
+                Element::U8 => 1,
+            };
+            Error::InvalidArgument(format!(
+                "cannot allocate a batch of {capacity} samples of {}x{}x{}x{} values ({})",
+                sample_shape.views,
+                sample_shape.channels,
+                sample_shape.height,
+                sample_shape.width,
+                values.map_or("more than the address space".into(), |v| size(v * width)),
+            ))
         };
-        Batch {
+        let values = values.ok_or_else(too_large)?;
+        let (pixels, bytes) = match element {
+            Element::F32 => (zeroed(values).ok_or_else(too_large)?, Vec::new()),
+            Element::U8 => (Vec::new(), zeroed(values).ok_or_else(too_large)?),
+        };
+        Ok(Batch {
             position: 0,
             epoch: 0,
             sample_shape,
@@ -62,7 +84,7 @@ impl Batch {
             fill_time: Duration::ZERO,
             pixels,
             bytes,
-        }
+        })
     }
 
     /// Number of samples in the batch.
@@ -117,4 +139,12 @@ impl Batch {
 pub(crate) enum Values<'a> {
     F32(&'a mut [f32]),
     U8(&'a mut [u8]),
+}
+
+/// Returns `len` zeroed values, or `None` when the allocation fails.
+fn zeroed<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
+    let mut values = Vec::new();
+    values.try_reserve_exact(len).ok()?;
+    values.resize(len, T::default());
+    Some(values)
 }

@@ -93,19 +93,22 @@ impl<'a, S: SampleSource> Loader<'a, S> {
             buffers: Mutex::new(Vec::new()),
             pool: None,
         };
-        loader.allocate();
+        loader.allocate()?;
         Ok(loader)
     }
 
     /// (Re)allocates the batch ring for the current layout and element type.
-    fn allocate(&mut self) {
+    fn allocate(&mut self) -> Result<()> {
+        // Free the old ring first, so that both never live at once.
+        self.buffers = Mutex::new(Vec::new());
         // A batch never contains more samples than the split (or one rank's share of it).
         let capacity = self.options.batch_size.min(self.source.len());
         let (shape, layout, element) = (self.sample_shape, self.layout, self.element);
         let buffers = (0..=self.prefetch)
             .map(|_| Batch::with_capacity(capacity, shape, layout, element))
-            .collect();
+            .collect::<Result<Vec<Batch>>>()?;
         self.buffers = Mutex::new(buffers);
+        Ok(())
     }
 
     /// Hands out u8 batches ([`Batch::bytes`]) instead of f32 ones: the augmented pixels, for
@@ -125,7 +128,7 @@ impl<'a, S: SampleSource> Loader<'a, S> {
             ));
         }
         self.element = Element::U8;
-        self.allocate();
+        self.allocate()?;
         Ok(self)
     }
 
@@ -153,7 +156,9 @@ impl<'a, S: SampleSource> Loader<'a, S> {
     /// default).
     pub fn with_layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
-        self.allocate();
+        for batch in self.buffers.get_mut().expect("buffer pool poisoned") {
+            batch.layout = layout;
+        }
         self
     }
 
