@@ -79,6 +79,54 @@ pub fn report_with(
     std::process::ExitCode::from(exit_code(error, also_usage) as u8)
 }
 
+/// Rejects an output file path given to option `flag` whose folder does not exist or that
+/// names a folder, before any work starts.
+///
+/// # Errors
+///
+/// A [`UsageError`] naming the option, the path and what is wrong.
+pub fn check_output_file(flag: &str, path: &Path) -> anyhow::Result<()> {
+    let folder = output_folder(path);
+    if !folder.is_dir() {
+        let message = format!("{flag} {}: folder {} not found", path.display(), folder.display());
+        return Err(UsageError(message).into());
+    }
+    if path.is_dir() {
+        let message = format!("{flag} {} is a folder; give a file name", path.display());
+        return Err(UsageError(message).into());
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it to `path`, so
+/// `path` is either the old file or the complete new one.
+///
+/// # Errors
+///
+/// The I/O error, with `path` in its context; the temporary file is removed.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = output_folder(path).join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let write = || -> anyhow::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        Ok(())
+    };
+    write().map_err(|error| {
+        let _ = std::fs::remove_file(&temporary);
+        error.context(format!("cannot write {}", path.display()))
+    })
+}
+
+/// Returns the folder a file path is in (`.` for a bare file name).
+fn output_folder(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
 /// Returns the help text of a `--recipe NAME|FILE` option, listing [`Recipe::NAMES`].
 pub fn recipe_help() -> String {
     format!(

@@ -5,7 +5,6 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -26,27 +25,6 @@ const SMALL_RRC: &str = r#"{
   "output": {"kind": "normalize", "mean": [123.675, 116.28, 103.53],
              "std": [58.395, 57.12, 57.375]}
 }"#;
-
-/// Runs the `loader-bench` binary with `args`, stdin closed, output captured.
-fn loader_bench<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
-    let program = env!("CARGO_BIN_EXE_loader-bench");
-    let arg_texts: Vec<String> =
-        args.iter().map(|arg| arg.as_ref().to_string_lossy().into_owned()).collect();
-    let command = format!("{program} {}", arg_texts.join(" "));
-    let output = Command::new(program)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("RUST_BACKTRACE", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    RunOutput {
-        command,
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// Writes a `width` x `height` RGB JPEG whose pixels depend on `seed`.
 fn write_jpeg(path: &Path, width: u16, height: u16, seed: u32) {

@@ -256,7 +256,7 @@ fn photo_options_are_checked() {
 }
 
 #[test]
-fn train_rejects_photo_set() {
+fn train_names_missing_eval_split() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let photos = tmp.path().join("photos");
     photo_tree(&photos, &["a", "b"], 2, 20, 20);
@@ -274,7 +274,8 @@ fn train_rejects_photo_set() {
         "--run-dir".as_ref(),
         run_dir.as_os_str(),
     ]);
-    let line = assert_one_line_error(&run, 2);
-    assert_mentions(&line, "train cannot read it yet");
-    assert_mentions(&line, "each with its own height and width");
+    let line = assert_one_line_error(&run, 1);
+    assert_mentions(&line, "no split \"test\"");
+    assert_mentions(&line, "the set has train");
+    assert!(!run_dir.exists(), "a failed start leaves no run folder");
 }

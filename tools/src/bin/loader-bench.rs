@@ -15,9 +15,7 @@
 //! start-up. It also prints how well the first epoch's plan mixes classes within a batch.
 //! `--json` writes the same figures.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -282,7 +280,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let recipe = load_recipe(&cli.recipe)?;
     let recipe_name = recipe.name.clone().unwrap_or_else(|| cli.recipe.clone());
     if let Some(json) = &cli.json {
-        check_output(json)?;
+        expanse_tools::check_output_file("--json", json)?;
     }
 
     let set = ShardSet::open(&cli.data)
@@ -372,7 +370,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     expanse_tools::print_stdout(&summary(&report))?;
     if let Some(json) = &cli.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";
-        write_atomically(json, text.as_bytes())?;
+        expanse_tools::write_file_atomically(json, text.as_bytes())?;
     }
     Ok(())
 }
@@ -491,47 +489,6 @@ fn summary(report: &Report) -> String {
         mix.batches, mix.mean_distinct, mix.expected_distinct, mix.mean_top_share
     );
     text
-}
-
-/// Rejects a `--json` path whose folder does not exist, before any epoch runs.
-fn check_output(path: &Path) -> anyhow::Result<()> {
-    let folder = output_folder(path);
-    if !folder.is_dir() {
-        return Err(UsageError(format!(
-            "--json {}: folder {} not found",
-            path.display(),
-            folder.display()
-        ))
-        .into());
-    }
-    if path.is_dir() {
-        return Err(
-            UsageError(format!("--json {} is a folder; give a file name", path.display())).into()
-        );
-    }
-    Ok(())
-}
-
-fn output_folder(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it to `path`, so
-/// `path` is either the old file or the complete new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = output_folder(path).join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let write = || -> anyhow::Result<()> {
-        let mut file = File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        Ok(())
-    };
-    write().map_err(|error| {
-        let _ = std::fs::remove_file(&temporary);
-        error.context(format!("cannot write {}", path.display()))
-    })
 }
 
 #[cfg(test)]

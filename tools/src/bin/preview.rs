@@ -15,8 +15,6 @@
 //! may differ by rounding.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -127,7 +125,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let recipe = load_recipe(&cli.recipe)?;
-    check_output(&cli.output)?;
+    expanse_tools::check_output_file("-o", &cli.output)?;
     let samples = read_samples(cli)?;
 
     let first = &samples[0];
@@ -177,29 +175,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         cli.seed
     );
     expanse_tools::print_stdout(&text)
-}
-
-/// Rejects an output path whose folder does not exist, before any image is decoded.
-fn check_output(output: &Path) -> anyhow::Result<()> {
-    let folder = output_folder(output);
-    if !folder.is_dir() {
-        return Err(UsageError(format!(
-            "-o {}: folder {} not found",
-            output.display(),
-            folder.display()
-        ))
-        .into());
-    }
-    if output.is_dir() {
-        return Err(
-            UsageError(format!("-o {} is a folder; give a file name", output.display())).into()
-        );
-    }
-    Ok(())
-}
-
-fn output_folder(output: &Path) -> &Path {
-    output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// Reads the images of the grid's rows from the inputs.
@@ -527,8 +502,8 @@ fn to_rgb(image: ImageRef<'_>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Writes `pixels` (RGB, `width` x `height`) as a PNG to a temporary file beside `path`,
-/// syncs it and renames it to `path`, so `path` is either the old file or the complete new one.
+/// Writes `pixels` (RGB, `width` x `height`) as a PNG to `path` atomically (see
+/// [`expanse_tools::write_file_atomically`]).
 fn write_png_atomically(
     path: &Path,
     pixels: &[u8],
@@ -537,25 +512,9 @@ fn write_png_atomically(
 ) -> anyhow::Result<()> {
     use image::ImageEncoder;
 
-    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = output_folder(path).join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let write = || -> anyhow::Result<()> {
-        let file = File::create(&temporary)?;
-        let mut writer = BufWriter::new(file);
-        image::codecs::png::PngEncoder::new(&mut writer).write_image(
-            pixels,
-            width as u32,
-            height as u32,
-            image::ExtendedColorType::Rgb8,
-        )?;
-        writer.flush()?;
-        writer.get_ref().sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        Ok(())
-    };
-
-    write().map_err(|error| {
-        let _ = std::fs::remove_file(&temporary);
-        error.context(format!("cannot write {}", path.display()))
-    })
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(pixels, width as u32, height as u32, image::ExtendedColorType::Rgb8)
+        .with_context(|| format!("cannot encode {} as PNG", path.display()))?;
+    expanse_tools::write_file_atomically(path, &png)
 }

@@ -403,7 +403,7 @@ fn convert_photos(src: &Path, out: &Path, args: ConvertArgs) -> anyhow::Result<(
 
     let c = &summary.counts;
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
-    let peak_rss = peak_rss_bytes();
+    let peak_rss = expanse_dataset::loader::ResidentMemory::read().map(|memory| memory.peak);
     let mut text = String::new();
     let _ = writeln!(text, "{} -> {} split {split}", src.display(), out.display());
     let _ = writeln!(
@@ -503,15 +503,6 @@ fn inside_source(src: &Path, out: &Path) -> anyhow::Result<Option<PathBuf>> {
         .with_context(|| format!("cannot resolve {}", existing.display()))?;
     resolved.extend(rest.iter().rev());
     Ok(resolved.starts_with(&folder).then_some(folder))
-}
-
-/// Returns the process's peak resident set size (`VmHWM` in `/proc/self/status`), where the
-/// system reports it.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 fn verify(dir: &Path) -> anyhow::Result<()> {

@@ -39,6 +39,11 @@ pub fn shardify<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
     run(env!("CARGO_BIN_EXE_shardify"), args, None)
 }
 
+/// Runs the `loader-bench` binary with `args`.
+pub fn loader_bench<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
+    run(env!("CARGO_BIN_EXE_loader-bench"), args, None)
+}
+
 /// Runs the `train` binary with `args`.
 pub fn train<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
     run(env!("CARGO_BIN_EXE_train"), args, None)
