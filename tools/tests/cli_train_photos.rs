@@ -24,7 +24,7 @@ fn write_photo(path: &Path, width: u16, height: u16, class: u32, seed: u32) {
     encoder.encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb).expect("encode jpeg");
 }
 
-/// A photo set with a `train` split (class folders) and a `val` split (a flat folder and a
+/// Builds a photo set with a `train` split (class folders) and a `val` split (a flat folder and a
 /// labels file), 2 classes, sizes 40..71 pixels a side. `train` evaluates on `val` by default
 /// when there is no `test` split.
 fn photo_set(dir: &Path) -> PathBuf {
@@ -56,7 +56,7 @@ fn photo_set(dir: &Path) -> PathBuf {
     out
 }
 
-/// A training recipe at 32 x 32 and an evaluation recipe with ten views.
+/// Writes a training recipe at 32 x 32 and an evaluation recipe with ten views.
 fn recipes(dir: &Path) -> (PathBuf, PathBuf) {
     let train = dir.join("train-recipe.json");
     std::fs::write(

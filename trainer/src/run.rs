@@ -66,7 +66,7 @@ pub struct RunSummary {
     /// Seconds spent in this session.
     pub seconds: f64,
     /// Whether the observer stopped the run before its last epoch (see
-    /// [`Observer::stop_requested`]); the checkpoint holds the position to resume from.
+    /// [`Observer::stop_requested`]). The checkpoint contains the position to resume from.
     pub stopped: bool,
 }
 

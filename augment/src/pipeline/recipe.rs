@@ -88,7 +88,7 @@ impl Recipe {
     /// computes by more than resampling: the target of a first step that resizes the shorter
     /// side ([`Step::ScaleJitter`]'s largest draw, or [`Step::Resize`] to a shorter side).
     /// A loader may decode a compressed image at a reduced scale as long as its shorter side
-    /// stays at or above this value; the draws then stay the same and only the resampling
+    /// stays at or above this value. The draws then stay the same, and only the resampling
     /// source differs. `None` when the first step needs the input at full size.
     pub fn min_input_side(&self) -> Option<usize> {
         match self.steps.first()? {

@@ -1,4 +1,4 @@
-//! What a loader does to each record: decode it, augment it, write its output values.
+//! The per-record work of a loader: decoding, augmentation and writing the output values.
 
 use expanse_augment::pipeline::{Output, Recipe, RecipePlan};
 use expanse_augment::{CropFlipNormalize, CropFlipNormalizePlan, SampleKey};
@@ -9,8 +9,8 @@ use crate::{Error, Result};
 
 /// The augmentation a loader applies to every sample.
 ///
-/// In JSON (a run's `config.json`) it is the recipe or crop-flip-normalise object itself,
-/// told apart by its fields: a recipe has `steps`.
+/// In JSON (a run's `config.json`) it is the recipe or crop-flip-normalise object itself.
+/// The fields decide which: a recipe has `steps`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Augmentation {
@@ -82,7 +82,7 @@ impl SampleShape {
         self.views * self.view_len()
     }
 
-    /// Whether a sample has no value.
+    /// Returns whether a sample has no value.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -192,7 +192,7 @@ impl Prepared {
         })
     }
 
-    /// Whether the values this augmentation writes are the u8 pixels themselves.
+    /// Returns whether the values this augmentation writes are the u8 pixels themselves.
     pub(super) fn writes_pixels(&self) -> bool {
         matches!(self, Prepared::Recipe { plan, .. } if plan.recipe().output == Output::None)
     }
@@ -246,7 +246,7 @@ fn recipe_label(recipe: &Recipe) -> String {
     }
 }
 
-/// Where one sample's values go.
+/// The destination of one sample's values.
 pub(super) enum SampleOut<'a> {
     F32(&'a mut [f32]),
     U8(&'a mut [u8]),

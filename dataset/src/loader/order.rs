@@ -37,7 +37,7 @@ pub enum Order {
     /// itself still stores 4 bytes per record, as for `Shuffle`.
     ///
     /// Trade-off: a batch of `b` records draws from at most `window * block` records of
-    /// `window` runs, and a run of a class-sorted split often holds one class. Small windows
+    /// `window` runs, and a run of a class-sorted split often contains one class. Small windows
     /// therefore give batches with few classes; use [`class_mix`] to measure it. With
     /// `window = 1` each run is read whole, with its records shuffled. When `window * block`
     /// covers the split, the order is a uniform random permutation, though not the one

@@ -53,12 +53,15 @@ pub struct Loader<'a, S: SampleSource> {
 impl<'a, S: SampleSource> Loader<'a, S> {
     /// Builds a loader that keeps up to `prefetch` batches ready ahead of the consumer.
     ///
-    /// Record 0 sets the sample shape; a recipe must give that shape for every record (a
-    /// record that does not fails its batch with an error that names it). JPEG records are
-    /// decoded at the coarsest DCT scale (1, 1/2, 1/4 or 1/8) whose shorter side stays at or
-    /// above [`Recipe::min_input_side`](expanse_augment::pipeline::Recipe::min_input_side):
-    /// the recipe's draws are unchanged, only its resampling starts from fewer pixels. See
-    /// [`Loader::with_full_size_decode`] to turn that off.
+    /// Record 0 sets the sample shape. On a source of varying sizes, a recipe whose output
+    /// shape follows the input's is rejected here, and a record that still gets another shape
+    /// fails its batch with an error that names it.
+    ///
+    /// JPEG records are decoded at the coarsest DCT scale (1, 1/2, 1/4 or 1/8) whose shorter
+    /// side stays at or above
+    /// [`Recipe::min_input_side`](expanse_augment::pipeline::Recipe::min_input_side). The
+    /// recipe's draws are unchanged, and only its resampling starts from fewer pixels.
+    /// [`Loader::with_full_size_decode`] turns that off.
     ///
     /// # Errors
     ///

@@ -1,9 +1,9 @@
-//! What the loader reads: records of raw pixels or JPEG files, with labels.
+//! The loader's input: records of raw pixels or JPEG files, with labels.
 
 use crate::shard::{Encoding, Split};
 use crate::{Error, Result};
 
-/// One stored record as the loader sees it: its payload and its decoded shape.
+/// One stored record as the loader reads it: its payload and its decoded shape.
 #[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
     /// u8 HWC pixels for [`Encoding::Raw`], the JPEG file for [`Encoding::Jpeg`].
@@ -14,7 +14,7 @@ pub struct Record<'a> {
     pub width: usize,
     /// Channels of the decoded image.
     pub channels: usize,
-    /// How `bytes` hold the pixels.
+    /// Encoding of the pixels in `bytes`.
     pub encoding: Encoding,
 }
 
@@ -23,7 +23,7 @@ pub trait SampleSource: Sync {
     /// Number of records.
     fn len(&self) -> usize;
 
-    /// Whether there is no record.
+    /// Returns whether there is no record.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -39,9 +39,9 @@ pub trait SampleSource: Sync {
     /// Label of record `index`.
     fn label(&self, index: usize) -> u32;
 
-    /// The shape `(height, width, channels)` every record has, or `None` when records differ
-    /// (the default). A loader then accepts only augmentations whose output shape does not
-    /// depend on the input's.
+    /// Returns the shape `(height, width, channels)` every record has, or `None` when records
+    /// differ (the default). A loader then accepts only augmentations whose output shape does
+    /// not depend on the input's.
     fn fixed_shape(&self) -> Option<(usize, usize, usize)> {
         None
     }

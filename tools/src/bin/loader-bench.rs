@@ -521,9 +521,9 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_of_one_and_none() {
-        let one = Percentiles::of(&[Duration::from_millis(7)]);
-        assert_eq!((one.p50, one.p99, one.max), (7.0, 7.0, 7.0));
+    fn percentiles_of_single_and_none() {
+        let single = Percentiles::of(&[Duration::from_millis(7)]);
+        assert_eq!((single.p50, single.p99, single.max), (7.0, 7.0, 7.0));
         let none = Percentiles::of(&[]);
         assert_eq!((none.p50, none.p99, none.max), (0.0, 0.0, 0.0));
     }

@@ -6,8 +6,8 @@
 //! train --resume runs/fm
 //! ```
 //!
-//! Ctrl-C stops a run after the current step with a checkpoint of that position; `--resume`
-//! continues it with exactly the batches the run would have seen.
+//! Ctrl-C stops a run after the current step with a checkpoint of that position. `--resume`
+//! then continues with exactly the batches the run would have seen.
 
 mod progress;
 
