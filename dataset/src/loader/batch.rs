@@ -142,9 +142,11 @@ pub(crate) enum Values<'a> {
 }
 
 /// Returns `len` zeroed values, or `None` when the allocation fails.
+///
+/// The fallible reservation only proves the size can be allocated. The values themselves come
+/// from `vec!`, whose zeroed allocation leaves the pages untouched until a batch is filled, so
+/// a loader built only to check its settings costs no resident memory.
 fn zeroed<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
-    let mut values = Vec::new();
-    values.try_reserve_exact(len).ok()?;
-    values.resize(len, T::default());
-    Some(values)
+    Vec::<T>::new().try_reserve_exact(len).ok()?;
+    Some(vec![T::default(); len])
 }
