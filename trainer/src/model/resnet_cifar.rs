@@ -11,6 +11,9 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+use super::layers::{
+    he_normal_fan_out, zero_padded_shortcut, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear,
+};
 use crate::{Error, Result};
 
 /// Depth, width of the input and classes of a CIFAR-style ResNet.
@@ -61,10 +64,10 @@ impl CifarResNetSpec {
 
 #[derive(Debug)]
 struct BasicBlock {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
     stride: i64,
     extra_channels: i64,
     residual: bool,
@@ -74,26 +77,22 @@ struct BasicBlock {
 #[derive(Debug)]
 pub struct CifarResNet {
     spec: CifarResNetSpec,
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
     blocks: Vec<BasicBlock>,
-    fc: nn::Linear,
+    avgpool: AdaptiveAvgPool2d,
+    fc: Linear,
 }
 
-fn conv3x3(path: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::Conv2D {
+fn conv3x3(path: nn::Path, cin: i64, cout: i64, stride: i64) -> Conv2d {
     // He initialisation (normal, fan-out), as in the paper and torchvision.
-    let ws_init = nn::Init::Kaiming {
-        dist: nn::init::NormalOrUniform::Normal,
-        fan: nn::init::FanInOut::FanOut,
-        non_linearity: nn::init::NonLinearity::ReLU,
-    };
+    let ws_init = he_normal_fan_out();
     let config = nn::ConvConfig { stride, padding: 1, bias: false, ws_init, ..Default::default() };
-    nn::conv2d(path, cin, cout, 3, config)
+    Conv2d::new(path, cin, cout, 3, config)
 }
 
-fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
-    let config = nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() };
-    nn::batch_norm2d(path, channels, config)
+fn batch_norm(path: nn::Path, channels: i64) -> BatchNorm2d {
+    BatchNorm2d::new(path, channels, 1e-5)
 }
 
 impl CifarResNet {
@@ -120,8 +119,9 @@ impl CifarResNet {
                 cin = cout;
             }
         }
-        let fc = nn::linear(path / "fc", 64, spec.classes as i64, Default::default());
-        CifarResNet { spec, conv1, bn1, blocks, fc }
+        let avgpool = AdaptiveAvgPool2d::new(&(path / "avgpool"), [1, 1]);
+        let fc = Linear::new(path / "fc", 64, spec.classes as i64, Default::default());
+        CifarResNet { spec, conv1, bn1, blocks, avgpool, fc }
     }
 
     /// Returns the depth, input channels, classes and shortcut choice.
@@ -132,32 +132,25 @@ impl CifarResNet {
 
 impl BasicBlock {
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
-        let out = out.apply(&self.conv2).apply_t(&self.bn2, train);
+        let out = self.bn1.forward_t(&self.conv1.forward(x), train).relu();
+        let out = self.bn2.forward_t(&self.conv2.forward(&out), train);
         if !self.residual {
             return out.relu();
         }
 
-        let shortcut = if self.stride == 1 && self.extra_channels == 0 {
-            x.shallow_clone()
-        } else {
-            // Option A: keep every other row and column, zero-pad the new channels evenly.
-            let (h, w) = (x.size()[2], x.size()[3]);
-            let sub = x.slice(2, 0, h, self.stride).slice(3, 0, w, self.stride);
-            let before = self.extra_channels / 2;
-            sub.constant_pad_nd([0, 0, 0, 0, before, self.extra_channels - before])
-        };
+        // Option A: keep every other row and column, zero-pad the new channels evenly.
+        let shortcut = zero_padded_shortcut(x, self.stride, self.extra_channels);
         (out + shortcut).relu()
     }
 }
 
 impl ModuleT for CifarResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+        let mut out = self.bn1.forward_t(&self.conv1.forward(x), train).relu();
         for block in &self.blocks {
             out = block.forward(&out, train);
         }
-        out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+        self.fc.forward(&self.avgpool.forward(&out).flatten(1, -1))
     }
 }
 
