@@ -86,6 +86,8 @@ fn config(data: PathBuf, epochs: usize, batch_size: usize) -> TrainConfig {
         threads: 2,
         prefetch: 2,
         checkpoint_every: 0,
+        log_every: 0,
+        compute: Default::default(),
         train_augment: CropFlipNormalize::cifar(2, mean.clone(), std.clone()).into(),
         eval_augment: CropFlipNormalize::eval(mean, std).into(),
     }
@@ -177,13 +179,14 @@ fn mid_epoch_stop_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let data = subset_shards(dir.path(), 512, 256);
 
+    let logged = |data: PathBuf| TrainConfig { log_every: 2, ..config(data, 2, 64) };
     let straight_dir = dir.path().join("straight");
-    let mut straight = Trainer::create(config(data.clone(), 2, 64), &straight_dir).unwrap();
+    let mut straight = Trainer::create(logged(data.clone()), &straight_dir).unwrap();
     straight.fit(&mut Quiet).unwrap();
 
     // 8 steps per epoch: stop at step 11, in the middle of epoch 2, then at step 13 again.
     let resumed_dir = dir.path().join("resumed");
-    let mut first = Trainer::create(config(data, 2, 64), &resumed_dir).unwrap();
+    let mut first = Trainer::create(logged(data), &resumed_dir).unwrap();
     let summary = first.fit(&mut StopAfter(11)).unwrap();
     assert!(summary.stopped);
     assert_eq!((first.state().epochs_done, first.state().step), (1, 11));
@@ -198,6 +201,24 @@ fn mid_epoch_stop_resumes_exactly() {
 
     assert_eq!(resumed.state(), straight.state());
     assert_eq!(weights(&resumed), weights(&straight));
+
+    // steps.jsonl has a line every 2 steps either way. Windows cut by a stop cover fewer
+    // samples; the lines before the first stop are identical.
+    let steps = |run_dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(run_dir.join("steps.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let (straight_steps, resumed_steps) = (steps(&straight_dir), steps(&resumed_dir));
+    let numbers = |lines: &[serde_json::Value]| -> Vec<u64> {
+        lines.iter().map(|line| line["step"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(numbers(&straight_steps), (1..=8).map(|i| 2 * i).collect::<Vec<u64>>());
+    assert_eq!(numbers(&resumed_steps), numbers(&straight_steps));
+    assert_eq!(resumed_steps[..5], straight_steps[..5]);
+    assert_eq!(resumed_steps[5]["samples"], 64, "the window after the stop at step 11");
 }
 
 #[test]

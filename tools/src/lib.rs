@@ -1,5 +1,5 @@
-//! Shared pieces of the command-line tools: logging set-up, progress display, exit codes and
-//! recipe loading.
+//! Shared pieces of the command-line tools: logging set-up, progress display, exit codes,
+//! recipe loading and option values.
 
 pub mod progress;
 
@@ -161,4 +161,25 @@ pub fn load_recipe(spec: &str) -> anyhow::Result<Recipe> {
         .map_err(|e| UsageError(format!("cannot read the recipe file {spec}: {e}")))?;
     serde_json::from_str(&text)
         .map_err(|e| UsageError(format!("{spec}: invalid recipe JSON: {e}")).into())
+}
+
+/// The `--precision` values of `train` and `step-bench`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// Everything in f32.
+    F32,
+    /// Mixed precision with bfloat16 (CUDA).
+    Bf16,
+    /// Mixed precision with float16 and loss scaling (CUDA).
+    F16,
+}
+
+impl From<PrecisionArg> for expanse_trainer::device::Precision {
+    fn from(arg: PrecisionArg) -> Self {
+        match arg {
+            PrecisionArg::F32 => Self::F32,
+            PrecisionArg::Bf16 => Self::Bf16,
+            PrecisionArg::F16 => Self::F16,
+        }
+    }
 }

@@ -265,11 +265,16 @@ fn bad_settings_one_line_errors() {
     let missing = temp.path().join("no-such-shards");
 
     // (case, --data, extra flags, exit code, text the message must contain)
-    let cases: [(&str, &Path, &[&str], i32, &str); 4] = [
+    let cases: [(&str, &Path, &[&str], i32, &str); 8] = [
         ("missing data", &missing, &[], 1, "no-such-shards"),
         ("negative lr", &data, &["--lr=-1"], 2, "learning rate"),
         ("zero eval batch size", &data, &["--eval-batch-size", "0"], 2, "eval batch size"),
         ("momentum of 1", &data, &["--momentum", "1"], 2, "momentum"),
+        ("unknown device", &data, &["--device", "tpu"], 2, "unknown device \"tpu\""),
+        // The lean CPU libtorch has no libtorch_cuda.so: the message says where it looked.
+        ("CUDA on a CPU build", &data, &["--device", "cuda:0"], 2, "EXPANSE_TORCH_CUDA_LIB"),
+        ("bf16 on the CPU", &data, &["--precision", "bf16"], 2, "bf16 needs a CUDA device"),
+        ("accumulation above the batch", &data, &["--accumulation", "65"], 2, "accumulation 65"),
     ];
     for (index, (case, data_dir, extra, code, text)) in cases.into_iter().enumerate() {
         let run_dir = temp.path().join(format!("run-{index}"));
@@ -368,4 +373,73 @@ fn corrupt_checkpoint_is_one_line_error() {
 
     let line = assert_one_line_error(&resumed, 1);
     assert_mentions(&line, "checkpoint.ot");
+}
+
+#[test]
+fn preset_fills_unset_options_and_logs_steps() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = tiny_shard_set(temp.path(), TRAIN_RECORDS as usize, TEST_RECORDS as usize);
+    let run_dir = temp.path().join("run");
+    let extra = ["--preset", "resnet-cifar", "--accumulation", "2", "--log-every", "2"];
+
+    let run = common::train(&new_run_args(&data, &run_dir, &extra));
+
+    assert_exit(&run, 0);
+    let config = read_config(&run_dir);
+    // Given on the command line: kept. Left out: the preset's.
+    assert_eq!(config["batch_size"], 64, "{config:#}");
+    assert_eq!(config["epochs"], 1, "{config:#}");
+    assert_eq!(config["lr"]["schedule"]["kind"], "step", "{config:#}");
+    assert_eq!(config["lr"]["schedule"]["milestones"], serde_json::json!([82, 123]));
+    assert_eq!(config["compute"]["accumulation"], 2, "{config:#}");
+    assert_eq!(config["compute"]["device"], "cpu", "{config:#}");
+    // 256 images in batches of 64: 4 steps, a line every 2.
+    let steps = std::fs::read_to_string(run_dir.join("steps.jsonl")).unwrap();
+    let numbers: Vec<u64> = steps
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [2, 4], "{steps}");
+}
+
+#[test]
+fn eval_only_repeats_the_last_evaluation() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_, run_dir) = one_epoch_run(temp.path());
+    let run_text = run_dir.display().to_string();
+    let before = std::fs::read(run_dir.join("metrics.jsonl")).unwrap();
+
+    let run = common::train(&["--eval-only", &run_text]);
+
+    assert_exit(&run, 0);
+    let logged = read_metrics(&run_dir).pop().unwrap();
+    let expected = format!("top1 {:.2}%", 100.0 * logged["top1"].as_f64().unwrap());
+    assert!(run.stdout.contains(&expected), "{expected:?} not in\n{}", run.stdout);
+    assert!(run.stdout.contains("protocol run"), "{}", run.stdout);
+    assert_eq!(std::fs::read(run_dir.join("metrics.jsonl")).unwrap(), before, "metrics changed");
+
+    // A checkpoint file names its run too.
+    let checkpoint = run_dir.join("checkpoint.ot").display().to_string();
+    let by_file = common::train(&["--eval-only", &checkpoint]);
+    assert_exit(&by_file, 0);
+    assert!(by_file.stdout.contains(&expected), "{}", by_file.stdout);
+}
+
+#[test]
+fn eval_only_rejects_crop_protocols_on_fixed_size_sets_and_training_options() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_, run_dir) = one_epoch_run(temp.path());
+    let run_text = run_dir.display().to_string();
+
+    let crops = common::train(&["--eval-only", &run_text, "--protocol", "10crop"]);
+    let line = assert_one_line_error(&crops, 2);
+    assert!(line.contains("protocol 10crop-224 needs a photo set"), "{line}");
+
+    let training = common::train(&["--eval-only", &run_text, "--lr", "0.5"]);
+    let line = assert_one_line_error(&training, 2);
+    assert_mentions(&line, "--lr");
+
+    let missing = temp.path().join("no-run").display().to_string();
+    let line = assert_one_line_error(&common::train(&["--eval-only", &missing]), 1);
+    assert!(line.contains("no-run"), "{line}");
 }

@@ -149,6 +149,49 @@ fn trains_on_jpeg_shards_with_recipes() {
         assert!(m["peak_rss_mib"].as_f64().unwrap() > 1.0, "{m}");
     }
     assert!(run.stdout.contains("peak resident memory"), "{}", run.stdout);
+
+    // The paper's evaluation protocols on the trained run.
+    let run_text = run_dir.to_str().unwrap();
+    for (protocol, extra, label) in [
+        ("center", ["--crop", "32"], "protocol center-32"),
+        ("10crop", ["--crop", "32"], "protocol 10crop-32"),
+        ("multiscale", ["--scales", "32,40"], "protocol multiscale-32,40+mirror"),
+    ] {
+        let mut args = vec!["--eval-only", run_text, "--protocol", protocol];
+        args.extend(extra);
+        let evaluated = common::train(&args);
+        assert_exit(&evaluated, 0);
+        assert!(evaluated.stdout.contains(label), "{protocol}: {}", evaluated.stdout);
+        assert!(evaluated.stdout.contains("(8 images"), "{protocol}: {}", evaluated.stdout);
+    }
+}
+
+#[test]
+fn imagenet_networks_train_on_jpeg_shards() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = photo_set(temp.path());
+    let (train, eval) = recipes(temp.path());
+
+    for model in ["resnet18", "googlenet"] {
+        let run_dir = temp.path().join(model);
+        let mut args = run_args(&data, &run_dir, &train, &eval);
+        args.extend(["--model", model, "--epochs", "1", "--log-every", "2"].map(String::from));
+
+        let run = common::train(&args);
+
+        assert_exit(&run, 0);
+        let metrics = read_json_lines(&run_dir.join("metrics.jsonl"));
+        assert_eq!(metrics.len(), 2, "{model}: {metrics:?}");
+        for m in &metrics {
+            let loss = m["loss"].as_f64().unwrap();
+            assert!(loss.is_finite() && loss > 0.0, "{model}: {m}");
+        }
+        // 24 images in batches of 6: 4 steps, logged in windows of 2.
+        let steps = read_json_lines(&run_dir.join("steps.jsonl"));
+        let numbers: Vec<u64> = steps.iter().map(|s| s["step"].as_u64().unwrap()).collect();
+        assert_eq!(numbers, [2, 4], "{model}");
+        assert!(run.stdout.contains(&format!("model {model} on")), "{}", run.stdout);
+    }
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::{Error, Result};
 pub const CHECKPOINT_FILE: &str = "checkpoint.ot";
 
 /// The position of training when the checkpoint is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     /// Epochs completed.
     pub epochs_done: usize,
@@ -29,6 +29,9 @@ pub struct TrainState {
     pub step: usize,
     /// Position of the training loader: the next batch to train on.
     pub loader: LoaderState,
+    /// Loss scale of float16 training; `None` in other precisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<crate::device::LossScaler>,
 }
 
 /// The `state` entry: the position plus a checksum of every other entry.
@@ -87,11 +90,13 @@ pub fn save(run_dir: &Path, vs: &nn::VarStore, sgd: &Sgd, state: &TrainState) ->
     let mut named: Vec<(String, Tensor)> = Vec::new();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
+    // Stored from the CPU, so that a checkpoint of a GPU run loads anywhere.
+    let cpu = tch::Device::Cpu;
     for (name, tensor) in variables {
-        named.push((format!("model.{name}"), tensor));
+        named.push((format!("model.{name}"), tensor.to_device(cpu)));
     }
     for (name, buffer) in sgd.buffers() {
-        named.push((format!("momentum.{name}"), buffer.shallow_clone()));
+        named.push((format!("momentum.{name}"), buffer.to_device(cpu)));
     }
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let stored = StoredState { state: *state, tensors_blake3: tensors_hash(&named) };

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use expanse_dataset::loader::Augmentation;
 use serde::{Deserialize, Serialize};
 
+use crate::device::Precision;
 use crate::optim::{LearningRate, Schedule};
 use crate::{Error, Result};
 
@@ -21,7 +22,7 @@ pub struct TrainConfig {
     /// resuming on other data is rejected. Empty skips the check.
     #[serde(default)]
     pub train_content_hash: String,
-    /// Model name, `resnetD` or `plainD` with `D = 6n + 2`.
+    /// Model name (see [`crate::model::model_names_help`]).
     pub model: String,
     /// Epochs to train.
     pub epochs: usize,
@@ -50,12 +51,50 @@ pub struct TrainConfig {
     /// Optimizer steps between mid-epoch checkpoints; 0 checkpoints at epoch ends only.
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// Training steps between lines of `steps.jsonl` (loss and error of the window), which
+    /// also ends at each epoch's end; 0 logs epochs only.
+    #[serde(default)]
+    pub log_every: usize,
+    /// Device, precision and memory layout.
+    #[serde(default)]
+    pub compute: Compute,
     /// Training augmentation: a recipe, or the crop-flip-normalise of fixed-shape sets with
     /// the normalisation statistics resolved from the shard set.
     pub train_augment: Augmentation,
     /// Evaluation preprocessing. A recipe with several views (ten-crop) has its softmax
     /// scores averaged over each sample's views.
     pub eval_augment: Augmentation,
+}
+
+/// The device, precision and memory layout of a run. None of it changes what is learned, up
+/// to rounding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Compute {
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (see [`crate::device::resolve`]).
+    pub device: String,
+    /// f32, or mixed precision on CUDA.
+    pub precision: Precision,
+    /// Channels-last (NHWC) memory layout of images and convolution weights, which tensor
+    /// cores prefer.
+    pub channels_last: bool,
+    /// Let cuDNN time its convolution algorithms on the first batches and keep the fastest.
+    pub cudnn_benchmark: bool,
+    /// Micro-batches each training batch is cut into. Their gradients add up before the one
+    /// optimizer step, so a batch that does not fit in memory still trains as one.
+    pub accumulation: usize,
+}
+
+impl Default for Compute {
+    fn default() -> Self {
+        Compute {
+            device: "cpu".to_string(),
+            precision: Precision::F32,
+            channels_last: false,
+            cudnn_benchmark: false,
+            accumulation: 1,
+        }
+    }
 }
 
 impl TrainConfig {
@@ -70,6 +109,7 @@ impl TrainConfig {
             ("batch size", self.batch_size),
             ("eval batch size", self.eval_batch_size),
             ("threads", self.threads),
+            ("accumulation", self.compute.accumulation),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -113,6 +153,24 @@ impl TrainConfig {
             if milestones.windows(2).any(|pair| pair[0] >= pair[1]) {
                 return Err(Error::Config(format!(
                     "step milestones must increase, got {milestones:?}"
+                )));
+            }
+        }
+        if self.compute.accumulation > self.batch_size {
+            return Err(Error::Config(format!(
+                "accumulation {} exceeds the batch size {}: each micro-batch needs a sample",
+                self.compute.accumulation, self.batch_size
+            )));
+        }
+        if let Schedule::Plateau { factor, patience: _, threshold } = &self.lr.schedule {
+            if !(factor.is_finite() && *factor > 0.0 && *factor < 1.0) {
+                return Err(Error::Config(format!(
+                    "plateau factor must be in (0, 1), got {factor}"
+                )));
+            }
+            if !(threshold.is_finite() && (0.0..1.0).contains(threshold)) {
+                return Err(Error::Config(format!(
+                    "plateau threshold must be in [0, 1), got {threshold}"
                 )));
             }
         }

@@ -1,18 +1,24 @@
 //! Training of image classifiers with libtorch (through `tch`) on expanse shards.
 //!
-//! - [`model`]: the CIFAR-style ResNets (and their plain counterparts) of He et al. 2015.
+//! - [`model`]: ResNets (ImageNet and CIFAR depths, shortcut options A/B/C, plain
+//!   counterparts), GoogLeNet with its auxiliary classifiers, AlexNet, and layer summaries.
+//! - [`device`]: CPU or CUDA (loading `libtorch_cuda.so` at run time), mixed precision, loss
+//!   scaling and channels-last layout.
+//! - [`protocol`]: centre-crop, ten-crop and multi-scale evaluation.
 //! - [`optim`]: SGD with momentum whose state can be checkpointed, and learning-rate schedules.
 //! - [`checkpoint`]: atomic checkpoints holding weights, optimizer state and loader position.
 //! - [`run`]: the training loop with per-epoch evaluation, metrics and resume.
 //!
-//! This is the only crate of the workspace that links libtorch.
+//! Of the workspace's libraries, this is the only one that links libtorch.
 
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod protocol;
 pub mod run;
 
 pub use config::TrainConfig;

@@ -2,7 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -168,18 +168,21 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Appends one line to `metrics.jsonl` and syncs it, so a crash loses at most the line being
 /// written.
 pub fn append_metrics(run_dir: &Path, metrics: &EpochMetrics) -> Result<()> {
-    let path: PathBuf = run_dir.join(METRICS_FILE);
-    let mut line = serde_json::to_string(metrics)
-        .map_err(|source| Error::Json { path: path.clone(), source })?;
-    line.push('\n');
+    append_line(&run_dir.join(METRICS_FILE), metrics, true)
+}
 
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))?;
-    file.sync_data().map_err(|e| Error::io(&path, e))
+/// Appends `value` as one JSON line to `path`, syncing the data when `sync` is set.
+fn append_line(path: &Path, value: &impl Serialize, sync: bool) -> Result<()> {
+    let mut line = serde_json::to_string(value)
+        .map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+    line.push('\n');
+    let mut file =
+        OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))?;
+    if sync {
+        file.sync_data().map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Reads every line of `metrics.jsonl`; a missing file gives no line.
@@ -214,6 +217,54 @@ pub fn truncate_metrics(run_dir: &Path, last_epoch: usize) -> Result<()> {
     crate::checkpoint::write_atomic(&run_dir.join(METRICS_FILE), text.as_bytes())
 }
 
+/// File name of the per-window training log in a run directory.
+pub const STEPS_FILE: &str = "steps.jsonl";
+
+/// One line of `steps.jsonl`: the training steps since the previous line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Optimizer steps taken at the end of the window, over the whole run.
+    pub step: usize,
+    /// Epoch in progress, counted from 1.
+    pub epoch: usize,
+    /// Samples in the window.
+    pub samples: u64,
+    /// Mean training loss per sample over the window (main classifier).
+    pub loss: f64,
+    /// Top-1 accuracy over the window's augmented samples, in [0, 1].
+    pub top1: f64,
+    /// Learning rate of the window's last step.
+    pub lr: f64,
+}
+
+/// Appends one line to `steps.jsonl`. Unlike `metrics.jsonl` it is not synced: a crash may
+/// lose the last lines, which the resumed run writes again.
+pub fn append_steps(run_dir: &Path, steps: &StepMetrics) -> Result<()> {
+    append_line(&run_dir.join(STEPS_FILE), steps, false)
+}
+
+/// Rewrites `steps.jsonl` keeping the lines up to optimizer step `last_step`, the position a
+/// resumed run continues from. Lines that do not parse (a torn last line) are dropped.
+pub fn truncate_steps(run_dir: &Path, last_step: usize) -> Result<()> {
+    let path = run_dir.join(STEPS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let mut kept = String::new();
+    for line in text.lines() {
+        match serde_json::from_str::<StepMetrics>(line) {
+            Ok(steps) if steps.step <= last_step => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => {}
+        }
+    }
+    crate::checkpoint::write_atomic(&path, kept.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +281,28 @@ mod tests {
         .view([3, 6]);
         let labels = Tensor::from_slice(&[0i64, 4, 5]);
         assert_eq!(top_k_hits(&logits, &labels), (1, 2));
+    }
+
+    #[test]
+    fn truncating_steps_keeps_lines_up_to_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        for step in [10, 20, 30] {
+            let line = StepMetrics { step, epoch: 1, samples: 8, loss: 1.0, top1: 0.5, lr: 0.1 };
+            append_steps(dir.path(), &line).unwrap();
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(STEPS_FILE))
+            .unwrap()
+            .write_all(b"{\"step\": 4")
+            .unwrap();
+        truncate_steps(dir.path(), 25).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(STEPS_FILE)).unwrap();
+        let steps: Vec<usize> = text
+            .lines()
+            .map(|line| serde_json::from_str::<StepMetrics>(line).unwrap().step)
+            .collect();
+        assert_eq!(steps, vec![10, 20]);
     }
 
     #[test]

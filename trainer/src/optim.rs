@@ -90,6 +90,13 @@ impl Sgd {
         self.params.iter().map(|p| (p.name.as_str(), &p.buffer))
     }
 
+    /// Returns the gradients of the tracked parameters (undefined where none was computed).
+    /// They share storage with the parameters' gradients, so changing them in place changes
+    /// the update.
+    pub fn gradients(&self) -> Vec<Tensor> {
+        self.params.iter().map(|p| p.value.grad()).collect()
+    }
+
     /// Mutable momentum buffer of parameter `name`, to restore a checkpoint.
     pub fn buffer_mut(&mut self, name: &str) -> Option<&mut Tensor> {
         self.params.iter_mut().find(|p| p.name == name).map(|p| &mut p.buffer)
@@ -112,6 +119,19 @@ pub enum Schedule {
     },
     /// Half-cosine decay from the base rate to zero at the end of the last epoch, per step.
     Cosine,
+    /// Multiply by `factor` when the evaluation error has not improved for more than
+    /// `patience` epochs, as the ResNet paper divides by 10 "when the error plateaus".
+    /// An epoch improves when its error is below `best * (1 - threshold)` (PyTorch's
+    /// `ReduceLROnPlateau` in its default relative mode, without cool-down). The reductions
+    /// follow from the logged evaluations alone, so a resumed run recomputes them.
+    Plateau {
+        /// The multiplier.
+        factor: f64,
+        /// Epochs without improvement tolerated before a reduction.
+        patience: usize,
+        /// Relative improvement that counts.
+        threshold: f64,
+    },
 }
 
 /// A schedule with an optional linear warm-up, evaluated per step.
@@ -126,8 +146,36 @@ pub struct LearningRate {
 }
 
 impl LearningRate {
-    /// Rate of step `step` (0-based) of a run of `epochs` epochs of `steps_per_epoch` steps.
+    /// Rate of step `step` (0-based) of a run of `epochs` epochs of `steps_per_epoch` steps,
+    /// with no plateau reduction.
     pub fn at(&self, step: usize, steps_per_epoch: usize, epochs: usize) -> f64 {
+        self.rate(step, steps_per_epoch, epochs, 0)
+    }
+
+    /// Number of plateau reductions after the evaluation errors `errors` of the epochs so
+    /// far, in order; 0 for the other schedules.
+    pub fn plateau_reductions(&self, errors: &[f64]) -> u32 {
+        let Schedule::Plateau { patience, threshold, .. } = &self.schedule else {
+            return 0;
+        };
+        let (mut best, mut bad, mut reductions) = (f64::INFINITY, 0usize, 0u32);
+        for &error in errors {
+            if error < best * (1.0 - threshold) {
+                best = error;
+                bad = 0;
+            } else {
+                bad += 1;
+            }
+            if bad > *patience {
+                reductions += 1;
+                bad = 0;
+            }
+        }
+        reductions
+    }
+
+    /// Rate of step `step` after `reductions` plateau reductions (see [`Schedule::Plateau`]).
+    pub fn rate(&self, step: usize, steps_per_epoch: usize, epochs: usize, reductions: u32) -> f64 {
         let steps_per_epoch = steps_per_epoch.max(1);
         let warmup = self.warmup_epochs * steps_per_epoch;
         if step < warmup {
@@ -146,6 +194,7 @@ impl LearningRate {
                 let t = (step - warmup) as f64 / total as f64;
                 0.5 * self.base * (1.0 + (std::f64::consts::PI * t).cos())
             }
+            Schedule::Plateau { factor, .. } => self.base * factor.powi(reductions as i32),
         }
     }
 }
@@ -175,6 +224,23 @@ mod tests {
         assert!((lr.at(10, 10, 5) - 0.2).abs() < 1e-12);
         assert!(lr.at(30, 10, 5) < 0.2);
         assert!(lr.at(49, 10, 5) < 0.001);
+    }
+
+    #[test]
+    fn plateau_divides_after_patience_epochs_without_improvement() {
+        let lr = LearningRate {
+            base: 0.1,
+            schedule: Schedule::Plateau { factor: 0.1, patience: 2, threshold: 0.01 },
+            warmup_epochs: 0,
+        };
+        // 0.5 is best; 0.499 is within the 1% threshold, so three epochs do not improve.
+        assert_eq!(lr.plateau_reductions(&[0.6, 0.5, 0.499, 0.5]), 0);
+        assert_eq!(lr.plateau_reductions(&[0.6, 0.5, 0.499, 0.5, 0.51]), 1);
+        assert_eq!(lr.plateau_reductions(&[0.6, 0.5, 0.5, 0.5, 0.5, 0.4, 0.4, 0.4, 0.4]), 2);
+        assert!((lr.rate(0, 10, 5, 2) - 0.001).abs() < 1e-12);
+        assert_eq!(lr.at(0, 10, 5), 0.1);
+        let cosine = LearningRate { base: 0.1, schedule: Schedule::Cosine, warmup_epochs: 0 };
+        assert_eq!(cosine.plateau_reductions(&[0.5, 0.5, 0.5, 0.5]), 0);
     }
 
     #[test]

@@ -4,15 +4,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use expanse_dataset::loader::{Batch, Loader, LoaderState, PlanOptions, SampleSource};
+use expanse_augment::pipeline::Output as RecipeOutput;
+use expanse_dataset::loader::{
+    Augmentation, Batch, Loader, LoaderState, PlanOptions, SampleSource,
+};
 use expanse_dataset::shard::ShardSet;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::checkpoint::{self, TrainState, CHECKPOINT_FILE};
-use crate::metrics::{self, EpochMetrics, Tally, WaitTimes};
-use crate::model::{CifarResNet, CifarResNetSpec};
+use crate::device::{self, LossScaler, Precision};
+use crate::metrics::{self, EpochMetrics, StepMetrics, Tally, WaitTimes};
+use crate::model::{self, Network};
 use crate::optim::Sgd;
+use crate::protocol::Protocol;
 use crate::{Error, Result, TrainConfig};
 
 /// Receives progress events; the command-line tools draw progress bars with them.
@@ -49,7 +54,8 @@ pub struct Trainer {
     run_dir: PathBuf,
     shards: Arc<ShardSet>,
     vs: nn::VarStore,
-    model: CifarResNet,
+    model: Box<dyn Network>,
+    device: Device,
     sgd: Sgd,
     state: TrainState,
 }
@@ -131,6 +137,7 @@ impl Trainer {
         }
         trainer.state = checkpoint::load(&path, &trainer.vs, &mut trainer.sgd)?;
         metrics::truncate_metrics(run_dir, trainer.state.epochs_done)?;
+        metrics::truncate_steps(run_dir, trainer.state.step)?;
         if raised {
             trainer.config.save(run_dir)?;
         }
@@ -143,8 +150,33 @@ impl Trainer {
         Ok(trainer)
     }
 
+    /// Opens the run in `run_dir` at its last checkpoint to evaluate it, writing nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when there is no checkpoint; checkpoint and dataset errors.
+    pub fn open_for_evaluation(run_dir: &Path) -> Result<Self> {
+        let config = TrainConfig::load(run_dir)?;
+        config.validate()?;
+        let mut trainer = Self::build(config, run_dir)?;
+        let path = run_dir.join(CHECKPOINT_FILE);
+        if !path.exists() {
+            return Err(Error::Config(format!(
+                "{} has no checkpoint: nothing to evaluate",
+                run_dir.display()
+            )));
+        }
+        trainer.state = checkpoint::load(&path, &trainer.vs, &mut trainer.sgd)?;
+        Ok(trainer)
+    }
+
     fn build(config: TrainConfig, run_dir: &Path) -> Result<Self> {
         tch::set_num_threads(config.threads as i32);
+        let device = device::resolve(&config.compute.device)?;
+        config.compute.precision.check(device)?;
+        if device.is_cuda() {
+            tch::Cuda::cudnn_set_benchmark(config.compute.cudnn_benchmark);
+        }
 
         let shards = Arc::new(ShardSet::open(&config.data)?);
         let train = shards.split(&config.train_split)?;
@@ -160,20 +192,22 @@ impl Trainer {
         }
         let channels = train.schema().channels as usize;
         let classes = shards.manifest().classes.len();
-        let spec = CifarResNetSpec::from_name(&config.model, channels, classes)?;
         // Check that the augmentations fit the splits now, before a run folder exists.
         let eval = shards.split(&config.eval_split)?;
         Loader::new(train, config.train_augment.clone(), PlanOptions::default(), 1)?;
         Loader::new(eval, config.eval_augment.clone(), PlanOptions::default(), 1)?;
 
-        let vs = nn::VarStore::new(Device::Cpu);
+        let vs = nn::VarStore::new(device);
         let model = {
             // tch initialises weights from libtorch's process-wide generator; holding the lock
             // from seeding to the last draw keeps concurrent trainers from interleaving draws.
             let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             tch::manual_seed(config.seed as i64);
-            CifarResNet::new(&vs.root(), spec)
+            model::build(&vs.root(), &config.model, channels, classes)?
         };
+        if config.compute.channels_last {
+            device::convert_to_channels_last(&vs);
+        }
         let sgd = Sgd::new(
             &vs,
             config.momentum,
@@ -181,12 +215,15 @@ impl Trainer {
             config.weight_decay,
             config.decay_bn_and_bias,
         );
+        let loss_scaler = (config.compute.precision == Precision::F16).then(LossScaler::default);
         let state = TrainState {
             epochs_done: 0,
             step: 0,
             loader: LoaderState { seed: config.seed, epoch: 0, position: 0 },
+            loss_scaler,
         };
-        Ok(Trainer { config, run_dir: run_dir.to_path_buf(), shards, vs, model, sgd, state })
+        let run_dir = run_dir.to_path_buf();
+        Ok(Trainer { config, run_dir, shards, vs, model, device, sgd, state })
     }
 
     /// Returns the run's configuration.
@@ -202,6 +239,11 @@ impl Trainer {
     /// Returns the position of the run.
     pub fn state(&self) -> &TrainState {
         &self.state
+    }
+
+    /// Returns the device the run computes on.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// Returns the model's variables.
@@ -288,41 +330,41 @@ impl Trainer {
     ) -> Result<EpochMetrics> {
         let started = Instant::now();
         let mut tally = Tally::default();
+        let mut window = Tally::default();
         let mut waits = WaitTimes::default();
-        let mut lr = self.config.lr.at(self.state.step, steps_per_epoch, self.config.epochs);
+        let reductions = self.plateau_reductions(epoch)?;
+        let schedule = self.config.lr.clone();
+        let epochs = self.config.epochs;
+        let rate = move |step| schedule.rate(step, steps_per_epoch, epochs, reductions);
+        let mut lr = rate(self.state.step);
         observer.pass_started(epoch + 1, &self.config.train_split, steps_per_epoch, start);
 
         loader.run_epoch(epoch as u64, start, |batch: &Batch| -> Result<()> {
             waits.push(batch.waited);
-            lr = self.config.lr.at(self.state.step, steps_per_epoch, self.config.epochs);
-            let (images, labels) = batch_tensors(batch);
-
-            let logits = self.model.forward_t(&images, true);
-            let loss = logits.cross_entropy_loss::<Tensor>(
-                &labels,
-                None,
-                Reduction::Mean,
-                -100,
-                self.config.label_smoothing,
-            );
-            self.sgd.zero_grad();
-            loss.backward();
-
-            let loss_value = f64::try_from(&loss)?;
-            if !loss_value.is_finite() {
-                return Err(Error::Diverged {
-                    epoch: epoch + 1,
-                    position: batch.position,
-                    loss: loss_value,
-                    lr,
-                });
-            }
-            self.sgd.step(lr);
+            lr = rate(self.state.step);
+            let (images, labels) = self.batch_tensors(batch);
+            let step = self.train_step(&images, &labels, lr, epoch, batch.position)?;
             self.state.step += 1;
             self.state.loader.position = batch.position + 1;
 
-            tally.add(&logits.detach(), &labels, loss_value * batch.len() as f64);
+            tally.add(&step.logits, &labels, step.loss_sum);
+            window.add(&step.logits, &labels, step.loss_sum);
             observer.batch_finished(batch.len(), tally.loss());
+            let log_every = self.config.log_every;
+            let epoch_end = self.state.loader.position == steps_per_epoch;
+            if log_every > 0 && (self.state.step.is_multiple_of(log_every) || epoch_end) {
+                // A window also ends with its epoch, so every step is in some line.
+                let line = StepMetrics {
+                    step: self.state.step,
+                    epoch: epoch + 1,
+                    samples: window.samples,
+                    loss: window.loss(),
+                    top1: window.top1(),
+                    lr,
+                };
+                metrics::append_steps(&self.run_dir, &line)?;
+                window = Tally::default();
+            }
             let every = self.config.checkpoint_every;
             if every > 0
                 && self.state.step.is_multiple_of(every)
@@ -342,43 +384,208 @@ impl Trainer {
         Ok(metrics)
     }
 
-    /// Evaluates the model on the evaluation split: loss, top-1, top-5 (no augmentation).
+    /// Plateau reductions of the learning rate before epoch `epoch` (0-based), from the
+    /// evaluations logged for the earlier epochs.
+    fn plateau_reductions(&self, epoch: usize) -> Result<u32> {
+        if !matches!(self.config.lr.schedule, crate::optim::Schedule::Plateau { .. }) {
+            return Ok(0);
+        }
+        let errors: Vec<f64> = metrics::read_metrics(&self.run_dir)?
+            .iter()
+            .filter(|m| m.split == self.config.eval_split && m.epoch <= epoch)
+            .map(|m| 1.0 - m.top1)
+            .collect();
+        Ok(self.config.lr.plateau_reductions(&errors))
+    }
+
+    /// Takes one optimizer step on a batch: forward and backward per micro-batch (the batch cut
+    /// into `compute.accumulation` parts, their gradients added), auxiliary losses, loss
+    /// scaling, then the update. Returns the main classifier's logits and summed loss.
+    fn train_step(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        lr: f64,
+        epoch: usize,
+        position: usize,
+    ) -> Result<StepOutput> {
+        let samples = labels.size()[0];
+        let parts = (self.config.compute.accumulation as i64).clamp(1, samples.max(1));
+        let precision = self.config.compute.precision;
+        let scale = self.state.loss_scaler.map_or(1.0, |scaler| scaler.scale);
+        let smoothing = self.config.label_smoothing;
+        let cross_entropy = |logits: &Tensor, labels: &Tensor| {
+            logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+                labels,
+                None,
+                Reduction::Mean,
+                -100,
+                smoothing,
+            )
+        };
+
+        self.sgd.zero_grad();
+        let mut logits_parts = Vec::with_capacity(parts as usize);
+        let (mut loss_sum, mut objective_sum) = (0.0, 0.0);
+        for (x, y) in images.chunk(parts, 0).iter().zip(labels.chunk(parts, 0).iter()) {
+            let output = precision.autocast(|| self.model.forward(x, true));
+            let loss = cross_entropy(&output.logits, y);
+            let mut objective = loss.shallow_clone();
+            for aux in &output.aux {
+                objective += cross_entropy(aux, y) * self.model.aux_weight();
+            }
+            let share = y.size()[0] as f64 / samples as f64;
+            (&objective * (share * scale)).backward();
+            let part = y.size()[0] as f64;
+            loss_sum += f64::try_from(&loss)? * part;
+            objective_sum += f64::try_from(&objective)? * part;
+            logits_parts.push(output.logits.detach().to_kind(Kind::Float));
+        }
+
+        let objective = objective_sum / samples as f64;
+        if !objective.is_finite() {
+            return Err(Error::Diverged { epoch: epoch + 1, position, loss: objective, lr });
+        }
+        let apply = match &mut self.state.loss_scaler {
+            Some(scaler) => scaler.unscale(&mut self.sgd.gradients()),
+            None => true,
+        };
+        if apply {
+            self.sgd.step(lr);
+        } else {
+            log::debug!("float16 gradients overflowed at step {}: update skipped", self.state.step);
+        }
+        Ok(StepOutput { logits: Tensor::cat(&logits_parts, 0), loss_sum })
+    }
+
+    /// Wraps a batch as tensors on the run's device: images N x C x H x W f32 (channels-last
+    /// when configured) and labels N int64.
+    fn batch_tensors(&self, batch: &Batch) -> (Tensor, Tensor) {
+        let shape: Vec<i64> = batch.shape().iter().map(|&d| d as i64).collect();
+        let images = Tensor::from_slice(batch.pixels()).view(shape.as_slice());
+        let labels = Tensor::from_slice(&batch.labels).to_kind(Kind::Int64);
+        let (images, labels) = if self.device == Device::Cpu {
+            (images, labels)
+        } else {
+            (images.to_device(self.device), labels.to_device(self.device))
+        };
+        let images =
+            if self.config.compute.channels_last { device::channels_last(&images) } else { images };
+        (images, labels)
+    }
+
+    /// Evaluates the model on the evaluation split with the run's evaluation augmentation:
+    /// loss, top-1, top-5.
     pub fn evaluate(&self, epoch: usize, observer: &mut dyn Observer) -> Result<EpochMetrics> {
+        let split = self.config.eval_split.clone();
+        self.evaluate_with(&Protocol::Run, &split, epoch, observer)
+    }
+
+    /// Evaluates the model on `split` with `protocol`. Scores (softmax) are averaged over the
+    /// views of every pass the protocol makes. The loss is the negative log of the averaged
+    /// score of the true class.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a protocol other than [`Protocol::Run`] on a set whose evaluation
+    /// augmentation is not a recipe (fixed-size sets), and loader or libtorch errors.
+    pub fn evaluate_with(
+        &self,
+        protocol: &Protocol,
+        split: &str,
+        epoch: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<EpochMetrics> {
         let started = Instant::now();
-        let split = self.shards.split(&self.config.eval_split)?;
-        let options = PlanOptions::sequential(self.config.eval_batch_size);
-        let loader =
-            Loader::new(split, self.config.eval_augment.clone(), options, self.config.prefetch)?;
-        let batches = loader.plan(0)?.batches();
-        observer.pass_started(epoch, &self.config.eval_split, batches, 0);
+        let passes: Vec<Augmentation> = match protocol {
+            Protocol::Run => vec![self.config.eval_augment.clone()],
+            other => {
+                let Augmentation::Recipe(recipe) = &self.config.eval_augment else {
+                    return Err(Error::Config(format!(
+                        "protocol {other} needs a photo set evaluated through a recipe; this \
+                         run evaluates fixed-size images whole"
+                    )));
+                };
+                let output: &RecipeOutput = &recipe.output;
+                other.recipes(output)?.into_iter().map(Augmentation::from).collect()
+            }
+        };
 
-        let mut tally = Tally::default();
+        let source = self.shards.split(split)?;
+        let single_pass = passes.len() == 1;
+        let mut pass_tally = Tally::default();
+        let classes = self.shards.manifest().classes.len() as i64;
+        let samples = source.len() as i64;
+        // Summed probabilities per sample and class, over every view of every pass.
+        let mut scores = Tensor::zeros([samples, classes], (Kind::Float, Device::Cpu));
+        let mut views_total = 0usize;
         let mut waits = WaitTimes::default();
-        tch::no_grad(|| {
-            loader.run_epoch(0, 0, |batch: &Batch| -> Result<()> {
-                waits.push(batch.waited);
-                let (images, labels) = batch_tensors(batch);
-                let logits = view_averaged_log_scores(
-                    &self.model.forward_t(&images, false),
-                    batch.sample_shape.views,
-                );
-                let loss = logits.g_nll_loss::<Tensor>(&labels, None, Reduction::Sum, -100);
-                let loss_value = f64::try_from(&loss)?;
-                if !loss_value.is_finite() {
-                    let position = batch.position;
-                    return Err(Error::NonFiniteEval { epoch, position, loss: loss_value });
-                }
-                tally.add(&logits, &labels, loss_value);
-                observer.batch_finished(batch.len(), tally.loss());
-                Ok(())
-            })
-        })?;
+        for augmentation in passes {
+            let options = PlanOptions::sequential(self.config.eval_batch_size);
+            let pass_source = self.shards.split(split)?;
+            let loader = Loader::new(pass_source, augmentation, options, self.config.prefetch)?
+                .with_threads(self.config.threads)?;
+            let batches = loader.plan(0)?.batches();
+            views_total += loader.sample_shape().views;
+            observer.pass_started(epoch, split, batches, 0);
+            let mut done = Tally::default();
+            tch::no_grad(|| {
+                loader.run_epoch(0, 0, |batch: &Batch| -> Result<()> {
+                    waits.push(batch.waited);
+                    let (images, labels) = self.batch_tensors(batch);
+                    let precision = self.config.compute.precision;
+                    let logits = precision.autocast(|| self.model.forward(&images, false)).logits;
+                    let views = batch.sample_shape.views as i64;
+                    let probabilities = logits
+                        .to_kind(Kind::Float)
+                        .softmax(-1, Kind::Float)
+                        .view([-1, views, classes])
+                        .sum_dim_intlist([1].as_slice(), false, Kind::Float)
+                        .to_device(Device::Cpu);
+                    let rows: Vec<i64> = batch.indices.iter().map(|&i| i64::from(i)).collect();
+                    let rows = Tensor::from_slice(&rows);
+                    let _ = scores.index_add_(0, &rows, &probabilities);
+                    let labels = labels.to_device(Device::Cpu);
+                    let log_scores =
+                        view_averaged_log_scores(&logits.to_device(Device::Cpu), views as usize);
+                    let loss = log_scores.g_nll_loss::<Tensor>(&labels, None, Reduction::Sum, -100);
+                    let loss_value = f64::try_from(&loss)?;
+                    if !loss_value.is_finite() {
+                        let position = batch.position;
+                        return Err(Error::NonFiniteEval { epoch, position, loss: loss_value });
+                    }
+                    done.add(&log_scores, &labels, loss_value);
+                    observer.batch_finished(batch.len(), done.loss());
+                    Ok(())
+                })
+            })?;
+            pass_tally = done;
+        }
 
-        let split = &self.config.eval_split;
+        let tally = if single_pass {
+            pass_tally
+        } else {
+            // The average over views and passes, counted like one pass.
+            let log_scores = (scores / views_total.max(1) as f64).clamp_min(1e-30).log();
+            let labels: Vec<i64> = (0..source.len()).map(|i| i64::from(source.label(i))).collect();
+            let labels = Tensor::from_slice(&labels);
+            let loss = log_scores.g_nll_loss::<Tensor>(&labels, None, Reduction::Sum, -100);
+            let mut tally = Tally::default();
+            tally.add(&log_scores, &labels, f64::try_from(loss)?);
+            tally
+        };
         let metrics = tally.metrics(epoch, split, started.elapsed(), &waits, None);
         observer.pass_finished(&metrics);
         Ok(metrics)
     }
+}
+
+/// The output of a training step, for the epoch's counts.
+struct StepOutput {
+    /// Main classifier logits, f32.
+    logits: Tensor,
+    /// Main classifier loss summed over the batch's samples.
+    loss_sum: f64,
 }
 
 /// Returns per-sample log-probabilities from the logits of `views` consecutive views per
@@ -392,12 +599,4 @@ fn view_averaged_log_scores(logits: &Tensor, views: usize) -> Tensor {
     let classes = log_probs.size()[1];
     let views = views as i64;
     log_probs.view([-1, views, classes]).logsumexp([1].as_slice(), false) - (views as f64).ln()
-}
-
-/// Wraps a batch as tensors: images N x C x H x W f32 and labels N int64 (one copy each).
-fn batch_tensors(batch: &Batch) -> (Tensor, Tensor) {
-    let shape: Vec<i64> = batch.shape().iter().map(|&d| d as i64).collect();
-    let images = Tensor::from_slice(batch.pixels()).view(shape.as_slice());
-    let labels = Tensor::from_slice(&batch.labels).to_kind(Kind::Int64);
-    (images, labels)
 }

@@ -4,6 +4,7 @@
 //! train --data shards/fashion-mnist --model resnet20 --epochs 8 --run-dir runs/fm
 //! train --data shards/photos --recipe resnet-imagenet --eval-recipe eval-center --run-dir runs/p
 //! train --resume runs/fm
+//! train --eval-only runs/p --protocol 10crop
 //! ```
 //!
 //! Ctrl-C stops a run after the current step with a checkpoint of that position. `--resume`
@@ -23,8 +24,10 @@ use std::sync::Arc;
 use expanse_augment::{CropFlipNormalize, HorizontalFlip, PadMode, RandomCrop};
 use expanse_dataset::loader::{Augmentation, ResidentMemory};
 use expanse_dataset::shard::{Layout, ShardSet};
-use expanse_tools::{load_recipe, recipe_help, UsageError};
+use expanse_tools::{load_recipe, recipe_help, PrecisionArg, UsageError};
+use expanse_trainer::config::Compute;
 use expanse_trainer::optim::{LearningRate, Schedule};
+use expanse_trainer::protocol::Protocol;
 use expanse_trainer::{TrainConfig, Trainer};
 
 use crate::progress::PassProgress;
@@ -32,25 +35,91 @@ use crate::progress::PassProgress;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Train a CIFAR-style ResNet on an expanse shard set",
+    about = "Train ResNet, GoogLeNet or AlexNet on an expanse shard set, or evaluate a run",
     args_override_self = true
 )]
 struct Args {
     /// Shard set folder written by `shardify`.
-    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "eval_only"], conflicts_with_all = ["resume", "eval_only"])]
     data: Option<PathBuf>,
 
-    /// Run directory to create: config.json, metrics.jsonl and checkpoint.ot go there.
-    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    /// Run directory to create: config.json, metrics.jsonl, steps.jsonl and checkpoint.ot go
+    /// there.
+    #[arg(long, required_unless_present_any = ["resume", "eval_only"], conflicts_with_all = ["resume", "eval_only"])]
     run_dir: Option<PathBuf>,
 
     /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, value_name = "RUN_DIR")]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "eval_only")]
     resume: Option<PathBuf>,
 
-    /// Model: resnetD or plainD with D = 6n + 2 (20, 32, 44, 56, 110).
+    /// Evaluate the last checkpoint of this run directory (or its checkpoint.ot) with
+    /// --protocol, and train nothing.
+    #[arg(long, value_name = "RUN_DIR")]
+    eval_only: Option<PathBuf>,
+
+    /// Evaluation protocol of --eval-only: the run's own evaluation, a centre crop, ten crops
+    /// (corners, centre and mirrors) or multi-scale centre squares at --scales.
+    #[arg(long, value_enum, default_value_t = ProtocolKind::Run, requires = "eval_only")]
+    protocol: ProtocolKind,
+
+    /// Crop side of the center and 10crop protocols (shorter side scaled to 8/7 of it).
+    #[arg(long, default_value_t = 224, requires = "eval_only")]
+    crop: usize,
+
+    /// Shorter sides of the multiscale protocol (comma separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "224,256,384,480,640",
+        requires = "eval_only"
+    )]
+    scales: Vec<usize>,
+
+    /// Do not add the mirror of each multiscale view.
+    #[arg(long, requires = "eval_only")]
+    no_mirror: bool,
+
+    /// Split evaluated by --eval-only (default: the run's evaluation split).
+    #[arg(long, requires = "eval_only")]
+    split: Option<String>,
+
+    /// Settings of a paper's recipe; options given explicitly override them. resnet-imagenet:
+    /// scale jitter 256..480, 224 crop, flip, PCA lighting, batch 256, lr 0.1 divided by 10
+    /// on plateaus, 120 epochs. resnet-cifar: pad-4 crop and flip, batch 128, lr 0.1 divided
+    /// by 10 at epochs 82 and 123 of 164.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+
+    /// Model: resnet18|34|50|101|152 (suffix -a, -b, -c picks the shortcut option),
+    /// plain18..152, resnetD/plainD for CIFAR (D = 6n + 2), googlenet, googlenet-paper,
+    /// alexnet; `model list` shows them all.
     #[arg(long, default_value = "resnet20")]
     model: String,
+
+    /// Device: cpu, cuda, cuda:N or auto (CUDA when usable).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+
+    /// Arithmetic: f32, or mixed precision on CUDA (bf16, or f16 with loss scaling).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+
+    /// Keep images and convolution weights in channels-last (NHWC) memory layout.
+    #[arg(long)]
+    channels_last: bool,
+
+    /// Let cuDNN benchmark convolution algorithms (CUDA only).
+    #[arg(long)]
+    cudnn_benchmark: bool,
+
+    /// Cut each batch into this many micro-batches whose gradients add up before one update,
+    /// for batches that do not fit in memory.
+    #[arg(long, default_value_t = 1)]
+    accumulation: usize,
+
+    /// Training steps between lines of steps.jsonl (0: none).
+    #[arg(long, default_value_t = 50)]
+    log_every: usize,
 
     /// Epochs to train (default 10); with --resume, raises the run's total.
     #[arg(long)]
@@ -76,9 +145,14 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     milestones: Vec<usize>,
 
-    /// Multiplier of the step schedule.
+    /// Multiplier of the step and plateau schedules.
     #[arg(long, default_value_t = 0.1)]
     gamma: f64,
+
+    /// Epochs without improvement of the evaluation error before the plateau schedule
+    /// multiplies the rate by --gamma.
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
 
     /// Epochs of linear learning-rate warm-up.
     #[arg(long, default_value_t = 0)]
@@ -148,21 +222,41 @@ struct Args {
     eval_split: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ScheduleKind {
     Constant,
     Step,
     Cosine,
+    Plateau,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProtocolKind {
+    Run,
+    Center,
+    #[value(name = "10crop")]
+    TenCrop,
+    Multiscale,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Preset {
+    ResnetImagenet,
+    ResnetCifar,
 }
 
 fn main() -> ExitCode {
     expanse_tools::init_logging();
     let matches = Args::command().get_matches();
-    let args = match Args::from_arg_matches(&matches) {
+    let mut args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(error) => error.exit(),
     };
-    let result = check_resume_options(&args, &matches).and_then(|()| run(args));
+    apply_preset(&mut args, &matches);
+    let result = check_resume_options(&args, &matches).and_then(|()| match &args.eval_only {
+        Some(path) => evaluate(path, &args),
+        None => run(args),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => expanse_tools::report_with(&error, &is_config_error),
@@ -223,24 +317,121 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fills the options a preset sets, unless they were given on the command line.
+fn apply_preset(args: &mut Args, matches: &ArgMatches) {
+    let Some(preset) = args.preset else { return };
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    if !given("lr") {
+        args.lr = 0.1;
+    }
+    if !given("momentum") {
+        args.momentum = 0.9;
+    }
+    if !given("weight_decay") {
+        args.weight_decay = 1e-4;
+    }
+    match preset {
+        Preset::ResnetImagenet => {
+            if !given("recipe") {
+                args.recipe = Some("resnet-imagenet".into());
+            }
+            if !given("eval_recipe") {
+                args.eval_recipe = Some("eval-center".into());
+            }
+            if !given("batch_size") {
+                args.batch_size = 256;
+            }
+            if !given("schedule") {
+                args.schedule = ScheduleKind::Plateau;
+                if !given("gamma") {
+                    args.gamma = 0.1;
+                }
+            }
+            if !given("epochs") {
+                args.epochs = Some(120);
+            }
+        }
+        Preset::ResnetCifar => {
+            if !given("batch_size") {
+                args.batch_size = 128;
+            }
+            if !given("schedule") {
+                args.schedule = ScheduleKind::Step;
+                if !given("milestones") {
+                    args.milestones = vec![82, 123];
+                }
+                if !given("gamma") {
+                    args.gamma = 0.1;
+                }
+            }
+            if !given("epochs") {
+                args.epochs = Some(164);
+            }
+        }
+    }
+}
+
+/// Evaluates the last checkpoint of a run with the chosen protocol.
+fn evaluate(path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
+    // A checkpoint file stands for its run directory.
+    let run_dir = if path.is_file() { path.parent().unwrap_or(path) } else { path };
+    let trainer = Trainer::open_for_evaluation(run_dir)
+        .with_context(|| format!("cannot open the run {}", run_dir.display()))?;
+    let protocol = match args.protocol {
+        ProtocolKind::Run => Protocol::Run,
+        ProtocolKind::Center => Protocol::Center { crop: args.crop },
+        ProtocolKind::TenCrop => Protocol::TenCrop { crop: args.crop },
+        ProtocolKind::Multiscale => {
+            Protocol::MultiScale { sides: args.scales.clone(), mirror: !args.no_mirror }
+        }
+    };
+    let split = args.split.clone().unwrap_or_else(|| trainer.config().eval_split.clone());
+    let mut progress =
+        PassProgress::new(expanse_tools::interactive(), Arc::new(AtomicBool::new(false)));
+    let epoch = trainer.state().epochs_done;
+    let metrics = trainer.evaluate_with(&protocol, &split, epoch, &mut progress)?;
+    println!(
+        "{} after epoch {epoch} (step {}), split {split}, protocol {protocol}",
+        trainer.config().model,
+        trainer.state().step
+    );
+    println!(
+        "top1 {:.2}%  top5 {:.2}%  loss {:.4}  ({} images, {:.1} s)",
+        100.0 * metrics.top1,
+        100.0 * metrics.top5,
+        metrics.loss,
+        metrics.samples,
+        metrics.seconds
+    );
+    Ok(())
+}
+
 /// Rejects training options given together with `--resume`: the run's config.json fixes
 /// them, and silently ignoring them would mislead.
 fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()> {
-    if args.resume.is_none() {
+    let (mode, allowed): (&str, &[&str]) = if args.resume.is_some() {
+        ("resuming", &["resume", "epochs"])
+    } else if args.eval_only.is_some() {
+        ("evaluating", &["eval_only", "protocol", "crop", "scales", "no_mirror", "split"])
+    } else {
         return Ok(());
-    }
+    };
     let command = Args::command();
     let fixed: Vec<String> = command
         .get_arguments()
         .map(|arg| arg.get_id().as_str())
-        .filter(|&id| id != "resume" && id != "epochs")
+        .filter(|id| !allowed.contains(id))
         .filter(|&id| matches.value_source(id) == Some(ValueSource::CommandLine))
         .map(|id| format!("--{}", id.replace('_', "-")))
         .collect();
     if !fixed.is_empty() {
+        let only = if args.resume.is_some() {
+            "only --epochs can be raised"
+        } else {
+            "only --protocol, --crop, --scales, --no-mirror and --split apply"
+        };
         return Err(UsageError(format!(
-            "{} cannot be changed when resuming: the run's config.json fixes it; only --epochs \
-             can be raised",
+            "{} cannot be changed when {mode}: the run's config.json fixes it; {only}",
             fixed.join(", ")
         ))
         .into());
@@ -270,6 +461,9 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
     let schedule = match args.schedule {
         ScheduleKind::Constant => Schedule::Constant,
         ScheduleKind::Cosine => Schedule::Cosine,
+        ScheduleKind::Plateau => {
+            Schedule::Plateau { factor: args.gamma, patience: args.patience, threshold: 1e-4 }
+        }
         ScheduleKind::Step => {
             if args.milestones.is_empty() {
                 return Err(UsageError(
@@ -303,6 +497,14 @@ fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
         threads,
         prefetch: args.prefetch,
         checkpoint_every: args.checkpoint_every,
+        log_every: args.log_every,
+        compute: Compute {
+            device: args.device.clone(),
+            precision: args.precision.into(),
+            channels_last: args.channels_last,
+            cudnn_benchmark: args.cudnn_benchmark,
+            accumulation: args.accumulation,
+        },
         train_augment,
         eval_augment,
     })
