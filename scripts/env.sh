@@ -22,7 +22,7 @@ apt_install() {
     fi
 }
 
-apt_install pkg-config libturbojpeg0-dev
+apt_install pkg-config libturbojpeg0-dev fonts-dejavu-core
 
 if [ -z "${LIBTORCH:-}" ]; then
     LIBTORCH=$(bash "$(dirname "${BASH_SOURCE[0]}")/setup-libtorch.sh" | tail -n 1)

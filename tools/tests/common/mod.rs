@@ -36,26 +36,31 @@ impl RunOutput {
 
 /// Runs the `shardify` binary with `args`.
 pub fn shardify<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
-    run(env!("CARGO_BIN_EXE_shardify"), args, None)
+    run(env!("CARGO_BIN_EXE_shardify"), args, None, &[])
 }
 
 /// Runs the `loader-bench` binary with `args`.
 pub fn loader_bench<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
-    run(env!("CARGO_BIN_EXE_loader-bench"), args, None)
+    run(env!("CARGO_BIN_EXE_loader-bench"), args, None, &[])
 }
 
 /// Runs the `train` binary with `args`.
 pub fn train<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RunOutput {
-    run(env!("CARGO_BIN_EXE_train"), args, None)
+    run(env!("CARGO_BIN_EXE_train"), args, None, &[])
 }
 
 /// Runs the `train` binary with `args` in the working directory `dir`.
 pub fn train_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> RunOutput {
-    run(env!("CARGO_BIN_EXE_train"), args, Some(dir))
+    run(env!("CARGO_BIN_EXE_train"), args, Some(dir), &[])
 }
 
-/// Runs `program` with `args` in `working_dir` (or the test's own), stdin closed and stdout and
-/// stderr captured, so stderr is not a terminal.
+/// Runs the `plot` binary with `args` and the extra environment variables `env`.
+pub fn plot_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> RunOutput {
+    run(env!("CARGO_BIN_EXE_plot"), args, None, env)
+}
+
+/// Runs `program` with `args` in `working_dir` (or the test's own) with the extra environment
+/// variables `env`, stdin closed and stdout and stderr captured, so stderr is not a terminal.
 ///
 /// `RUST_LOG` is removed so that only warnings reach stderr. `RUST_BACKTRACE=1` is set so that
 /// a panic, or an error printed with its backtrace, shows up in the captured stderr.
@@ -63,6 +68,7 @@ fn run<S: AsRef<std::ffi::OsStr>>(
     program: &str,
     args: &[S],
     working_dir: Option<&Path>,
+    env: &[(&str, &str)],
 ) -> RunOutput {
     let arg_texts: Vec<String> =
         args.iter().map(|arg| arg.as_ref().to_string_lossy().into_owned()).collect();
@@ -74,6 +80,7 @@ fn run<S: AsRef<std::ffi::OsStr>>(
     }
     let output = process
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "1")
         .stdin(std::process::Stdio::null())
