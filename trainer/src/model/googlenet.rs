@@ -89,10 +89,13 @@ impl BasicConv2d {
 
     fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         let out = self.conv.forward(xs);
-        match &self.bn {
-            Some(bn) => bn.forward_t(&out, train).relu(),
-            None => out.relu(),
-        }
+        // In place, as torchvision does: neither backward pass needs the value it overwrites,
+        // and a fresh activation-sized buffer per layer costs page faults.
+        let mut out = match &self.bn {
+            Some(bn) => bn.forward_t(&out, train),
+            None => out,
+        };
+        out.relu_()
     }
 }
 

@@ -169,16 +169,19 @@ impl Block {
         for (i, (conv, bn)) in self.layers.iter().enumerate() {
             out = bn.forward_t(&conv.forward(&out), train);
             if i < last {
-                out = out.relu();
+                // In place, as torchvision does: batch norm's backward pass needs its input,
+                // not its output.
+                out = out.relu_();
             }
         }
         let shortcut = match (&self.projection, self.shortcut) {
-            (_, Shortcut::Plain) => return out.relu(),
+            (_, Shortcut::Plain) => return out.relu_(),
             (Some((conv, bn)), _) => bn.forward_t(&conv.forward(xs), train),
             (None, Shortcut::A) => zero_padded_shortcut(xs, self.stride, self.extra_channels),
             (None, _) => xs.shallow_clone(),
         };
-        (out + shortcut).relu()
+        out += shortcut;
+        out.relu_()
     }
 }
 
@@ -229,7 +232,7 @@ impl ResNet {
 
 impl Network for ResNet {
     fn forward(&self, xs: &Tensor, train: bool) -> Output {
-        let out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
+        let out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu_();
         let mut out = self.maxpool.forward(&out);
         for block in &self.blocks {
             out = block.forward(&out, train);
