@@ -439,6 +439,14 @@ fn eval_only_rejects_crop_protocols_on_fixed_size_sets_and_training_options() {
     let line = assert_one_line_error(&training, 2);
     assert_mentions(&line, "--lr");
 
+    // Evaluation options without --eval-only would otherwise start a training run.
+    let data = temp.path().join("data").display().to_string();
+    let new_run = temp.path().join("new-run").display().to_string();
+    let stray = common::train(&["--data", &data, "--run-dir", &new_run, "--protocol", "center"]);
+    let line = assert_one_line_error(&stray, 2);
+    assert!(line.contains("only --eval-only RUN_DIR takes --protocol"), "{line}");
+    assert!(!Path::new(&new_run).exists(), "a run folder was created");
+
     let missing = temp.path().join("no-run").display().to_string();
     let line = assert_one_line_error(&common::train(&["--eval-only", &missing]), 1);
     assert!(line.contains("no-run"), "{line}");

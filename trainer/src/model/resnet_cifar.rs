@@ -16,6 +16,9 @@ use super::layers::{
 };
 use crate::{Error, Result};
 
+/// The deepest CIFAR network of He et al. 2015 (section 4.2, ResNet-1202).
+pub const MAX_DEPTH: usize = 1202;
+
 /// Depth, width of the input and classes of a CIFAR-style ResNet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CifarResNetSpec {
@@ -51,6 +54,12 @@ impl CifarResNetSpec {
         if depth < 8 || !(depth - 2).is_multiple_of(6) {
             return Err(Error::Config(format!(
                 "model {name:?}: depth {depth} is not 6n + 2 with n >= 1 (20, 32, 44, 56, 110)"
+            )));
+        }
+        if depth > MAX_DEPTH {
+            return Err(Error::Config(format!(
+                "model {name:?}: depth {depth} exceeds {MAX_DEPTH}, the deepest network of the \
+                 paper"
             )));
         }
         Ok(CifarResNetSpec { depth, in_channels, classes, residual })
@@ -179,6 +188,12 @@ mod tests {
         assert!(CifarResNetSpec::from_name("resnet21", 1, 10).is_err());
         assert!(CifarResNetSpec::from_name("vgg16", 1, 10).is_err());
         assert!(CifarResNetSpec::from_name("resnet", 1, 10).is_err());
+        assert_eq!(
+            CifarResNetSpec::from_name("resnet1202", 1, 10).unwrap().blocks_per_stage(),
+            200
+        );
+        let message = CifarResNetSpec::from_name("resnet1208", 1, 10).unwrap_err().to_string();
+        assert!(message.contains("depth 1208 exceeds 1202"), "{message}");
     }
 
     #[test]

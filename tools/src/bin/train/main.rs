@@ -409,10 +409,26 @@ fn evaluate(path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
 /// Rejects training options given together with `--resume`: the run's config.json fixes
 /// them, and silently ignoring them would mislead.
 fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()> {
+    // clap's `requires` does not fire for options with default values.
+    let evaluation_only = ["protocol", "crop", "scales", "no_mirror", "split"];
+    if args.eval_only.is_none() {
+        let given: Vec<String> = evaluation_only
+            .iter()
+            .filter(|&&id| matches.value_source(id) == Some(ValueSource::CommandLine))
+            .map(|id| format!("--{}", id.replace('_', "-")))
+            .collect();
+        if !given.is_empty() {
+            return Err(UsageError(format!(
+                "only --eval-only RUN_DIR takes {}; without it, this would train",
+                given.join(", ")
+            ))
+            .into());
+        }
+    }
     let (mode, allowed): (&str, &[&str]) = if args.resume.is_some() {
         ("resuming", &["resume", "epochs"])
     } else if args.eval_only.is_some() {
-        ("evaluating", &["eval_only", "protocol", "crop", "scales", "no_mirror", "split"])
+        ("evaluating", &["eval_only", "protocol", "crop", "scales", "no_mirror", "split"][..])
     } else {
         return Ok(());
     };
