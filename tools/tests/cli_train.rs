@@ -271,7 +271,7 @@ fn bad_settings_one_line_errors() {
         ("zero eval batch size", &data, &["--eval-batch-size", "0"], 2, "eval batch size"),
         ("momentum of 1", &data, &["--momentum", "1"], 2, "momentum"),
         ("unknown device", &data, &["--device", "tpu"], 2, "unknown device \"tpu\""),
-        // The lean CPU libtorch has no libtorch_cuda.so: the message says where it looked.
+        // The lean CPU libtorch has no libtorch_cuda.so: the message names where it looked.
         ("CUDA on a CPU build", &data, &["--device", "cuda:0"], 2, "EXPANSE_TORCH_CUDA_LIB"),
         ("bf16 on the CPU", &data, &["--precision", "bf16"], 2, "bf16 needs a CUDA device"),
         ("accumulation above the batch", &data, &["--accumulation", "65"], 2, "accumulation 65"),
@@ -426,7 +426,7 @@ fn eval_only_repeats_the_last_evaluation() {
 }
 
 #[test]
-fn eval_only_rejects_crop_protocols_on_fixed_size_sets_and_training_options() {
+fn eval_only_rejects_bad_options() {
     let temp = tempfile::tempdir().unwrap();
     let (_, run_dir) = one_epoch_run(temp.path());
     let run_text = run_dir.display().to_string();

@@ -1,4 +1,4 @@
-//! Where a run computes (`cpu`, `cuda`, `cuda:N`, `auto`) and in what precision.
+//! The device a run computes on (`cpu`, `cuda`, `cuda:N`, `auto`) and its precision.
 //!
 //! The default libtorch of this project is the lean CPU build, without `libtorch_cuda.so`.
 //! A binary built against it can still train on a GPU: when a run requests CUDA, the library
@@ -26,7 +26,7 @@ const CUDA_LIBRARY: &str = "libtorch_cuda.so";
 ///
 /// # Errors
 ///
-/// [`Error::Config`] for another name, or for a CUDA device that is not there; the message
+/// [`Error::Config`] for another name, or for a CUDA device that is not there. The message
 /// states whether `libtorch_cuda.so` was found and where it was looked for.
 pub fn resolve(name: &str) -> Result<Device> {
     let requested = parse(name)?;

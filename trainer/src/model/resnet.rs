@@ -4,10 +4,10 @@
 //! The stem is a 7x7 stride-2 convolution with 64 filters and a 3x3 stride-2 max pooling. Four
 //! stages of blocks with 64, 128, 256 and 512 filters follow, and stages 2 to 4 halve the
 //! feature map in their first block. Adaptive average pooling to 1x1 and a fully connected
-//! layer end the network. ResNet-18 and 34
-//! use basic blocks (two 3x3 convolutions); ResNet-50, 101 and 152 use bottleneck blocks (1x1,
-//! 3x3, 1x1 with 4 times the filters out) with the stride on the 3x3 convolution, which is
-//! torchvision's "v1.5" and differs from the paper's stride on the first 1x1.
+//! layer end the network. ResNet-18 and 34 use basic blocks (two 3x3 convolutions). ResNet-50,
+//! 101 and 152 use bottleneck blocks (1x1, 3x3, 1x1 with 4 times the filters out) with the
+//! stride on the 3x3 convolution. That is torchvision's "v1.5"; the paper strides the first
+//! 1x1 convolution instead.
 //!
 //! Shortcut options of the paper: A adds the input, subsampled and zero-padded to the new
 //! channels, so it has no variables; B projects it with a 1x1 convolution and batch norm (key

@@ -320,51 +320,51 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// Fills the options a preset sets, unless they were given on the command line.
 fn apply_preset(args: &mut Args, matches: &ArgMatches) {
     let Some(preset) = args.preset else { return };
-    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    if !given("lr") {
+    let on_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    if !on_command_line("lr") {
         args.lr = 0.1;
     }
-    if !given("momentum") {
+    if !on_command_line("momentum") {
         args.momentum = 0.9;
     }
-    if !given("weight_decay") {
+    if !on_command_line("weight_decay") {
         args.weight_decay = 1e-4;
     }
     match preset {
         Preset::ResnetImagenet => {
-            if !given("recipe") {
+            if !on_command_line("recipe") {
                 args.recipe = Some("resnet-imagenet".into());
             }
-            if !given("eval_recipe") {
+            if !on_command_line("eval_recipe") {
                 args.eval_recipe = Some("eval-center".into());
             }
-            if !given("batch_size") {
+            if !on_command_line("batch_size") {
                 args.batch_size = 256;
             }
-            if !given("schedule") {
+            if !on_command_line("schedule") {
                 args.schedule = ScheduleKind::Plateau;
-                if !given("gamma") {
+                if !on_command_line("gamma") {
                     args.gamma = 0.1;
                 }
             }
-            if !given("epochs") {
+            if !on_command_line("epochs") {
                 args.epochs = Some(120);
             }
         }
         Preset::ResnetCifar => {
-            if !given("batch_size") {
+            if !on_command_line("batch_size") {
                 args.batch_size = 128;
             }
-            if !given("schedule") {
+            if !on_command_line("schedule") {
                 args.schedule = ScheduleKind::Step;
-                if !given("milestones") {
+                if !on_command_line("milestones") {
                     args.milestones = vec![82, 123];
                 }
-                if !given("gamma") {
+                if !on_command_line("gamma") {
                     args.gamma = 0.1;
                 }
             }
-            if !given("epochs") {
+            if !on_command_line("epochs") {
                 args.epochs = Some(164);
             }
         }
@@ -412,15 +412,15 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
     // clap's `requires` does not fire for options with default values.
     let evaluation_only = ["protocol", "crop", "scales", "no_mirror", "split"];
     if args.eval_only.is_none() {
-        let given: Vec<String> = evaluation_only
+        let stray: Vec<String> = evaluation_only
             .iter()
             .filter(|&&id| matches.value_source(id) == Some(ValueSource::CommandLine))
             .map(|id| format!("--{}", id.replace('_', "-")))
             .collect();
-        if !given.is_empty() {
+        if !stray.is_empty() {
             return Err(UsageError(format!(
                 "only --eval-only RUN_DIR takes {}; without it, this would train",
-                given.join(", ")
+                stray.join(", ")
             ))
             .into());
         }
