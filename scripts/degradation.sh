@@ -50,7 +50,7 @@ started=$(date +%s)
 for model in "${models[@]}"; do
     echo "training $model for $epochs epochs into $out/$model" >&2
     rm -rf "${out:?}/$model"
-    # SGD with momentum 0.9 and weight decay 1e-4 as in the paper (the train defaults); the
+    # SGD with momentum 0.9 and weight decay 1e-4 as in the paper (the train defaults). The
     # 28x28 images get the 2-pixel padding of scripts/quickstart.sh instead of the paper's 4.
     "$bin/train" --data "$data" --model "$model" --run-dir "$out/$model" \
         --epochs "$epochs" --batch-size "$batch" --lr "$lr" "${schedule[@]}" \

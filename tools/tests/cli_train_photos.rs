@@ -184,7 +184,8 @@ fn imagenet_networks_train_on_jpeg_shards() {
         assert_eq!(metrics.len(), 2, "{model}: {metrics:?}");
         for m in &metrics {
             let loss = m["loss"].as_f64().unwrap();
-            assert!(loss.is_finite() && loss > 0.0, "{model}: {m}");
+            assert!(loss.is_finite(), "{model}: {m}");
+            assert!(loss > 0.0, "{model}: {m}");
         }
         // 24 images in batches of 6: 4 steps, logged in windows of 2.
         let steps = read_json_lines(&run_dir.join("steps.jsonl"));

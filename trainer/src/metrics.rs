@@ -252,17 +252,17 @@ pub fn truncate_steps(run_dir: &Path, last_step: usize) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let mut kept = String::new();
+    let mut retained = String::new();
     for line in text.lines() {
         match serde_json::from_str::<StepMetrics>(line) {
             Ok(steps) if steps.step <= last_step => {
-                kept.push_str(line);
-                kept.push('\n');
+                retained.push_str(line);
+                retained.push('\n');
             }
             _ => {}
         }
     }
-    crate::checkpoint::write_atomic(&path, kept.as_bytes())
+    crate::checkpoint::write_atomic(&path, retained.as_bytes())
 }
 
 #[cfg(test)]

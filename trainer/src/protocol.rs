@@ -6,8 +6,8 @@
 //!   its mirror. Scores are averaged over views and scales.
 //!
 //! The fully convolutional multi-scale test of He et al. 2015 (section 3.4) scores the whole
-//! rectangular image at each scale. A batch needs one shape, so the centre square stands in
-//! for it here; on 4:3 photos it sees three quarters of the image.
+//! rectangular image at each scale. A batch needs one shape, so this module scores the centre
+//! square instead. On 4:3 photos that square covers three quarters of the image.
 
 use std::fmt;
 

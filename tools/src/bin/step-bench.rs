@@ -6,10 +6,10 @@
 //! step-bench --model googlenet --batch 256 --device cuda --precision bf16 --channels-last
 //! ```
 //!
-//! A training step is what `train` does per batch. It zeroes the gradients, runs the forward
-//! pass (under autocast in mixed precision) and the cross-entropy plus 0.3 times each
-//! auxiliary loss for GoogLeNet, then the backward pass, SGD with momentum 0.9 and weight
-//! decay 1e-4, and reads the loss back. The
+//! A training step is what `train` does per batch. It zeroes the gradients and runs the
+//! forward pass (under autocast in mixed precision). The loss is the cross-entropy plus 0.3
+//! times each auxiliary loss for GoogLeNet. Then come the backward pass and SGD with momentum
+//! 0.9 and weight decay 1e-4, and the loss is read back. The
 //! figure is the median of `--steps` steps after `--warmup` untimed ones.
 
 use std::process::ExitCode;
