@@ -23,4 +23,4 @@ pub use memory::ResidentMemory;
 pub use order::{class_mix, ClassMix, Order, RankSplit};
 pub use plan::{EpochPlan, PlanOptions};
 pub use prefetch::{Loader, LoaderState};
-pub use source::{Record, SampleSource};
+pub use source::{Record, SampleSource, Subset};

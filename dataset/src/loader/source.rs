@@ -104,3 +104,96 @@ impl SampleSource for Split {
         Split::fixed_shape(self).ok()
     }
 }
+
+/// The records of another source at chosen indices, in the order given: a training subset,
+/// or the folds of a cross-validation split. Record `i` of the subset is record
+/// `indices[i]` of the source, and errors name the source's record.
+#[derive(Clone, Debug)]
+pub struct Subset<'a, S: SampleSource> {
+    source: &'a S,
+    indices: Vec<usize>,
+}
+
+impl<'a, S: SampleSource> Subset<'a, S> {
+    /// Selects `indices` of `source`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the first index past the source's end.
+    pub fn new(source: &'a S, indices: Vec<usize>) -> Result<Self> {
+        if let Some(&index) = indices.iter().find(|&&index| index >= source.len()) {
+            return Err(Error::InvalidArgument(format!(
+                "subset index {index} is past the end of a source of {} records",
+                source.len()
+            )));
+        }
+        Ok(Subset { source, indices })
+    }
+
+    /// Returns the source's index of every record of the subset.
+    pub fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+}
+
+impl<S: SampleSource> SampleSource for Subset<'_, S> {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    fn record(&self, index: usize) -> Result<Record<'_>> {
+        self.source.record(self.indices[index])
+    }
+
+    fn label(&self, index: usize) -> u32 {
+        self.source.label(self.indices[index])
+    }
+
+    fn fixed_shape(&self) -> Option<(usize, usize, usize)> {
+        self.source.fixed_shape()
+    }
+
+    fn describe(&self, index: usize) -> String {
+        self.source.describe(self.indices[index])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Numbers(usize);
+
+    impl SampleSource for Numbers {
+        fn len(&self) -> usize {
+            self.0
+        }
+
+        fn record(&self, _index: usize) -> Result<Record<'_>> {
+            Ok(Record { bytes: &[], height: 0, width: 0, channels: 1, encoding: Encoding::Raw })
+        }
+
+        fn label(&self, index: usize) -> u32 {
+            index as u32 * 10
+        }
+    }
+
+    #[test]
+    fn subset_maps_labels_and_names_through_its_indices() {
+        let source = Numbers(5);
+        let subset = Subset::new(&source, vec![4, 0, 2]).unwrap();
+        assert_eq!(subset.len(), 3);
+        let labels: Vec<u32> = (0..3).map(|i| subset.label(i)).collect();
+        assert_eq!(labels, [40, 0, 20]);
+        assert_eq!(subset.describe(0), "record 4");
+    }
+
+    #[test]
+    fn subset_rejects_an_index_past_the_end() {
+        let source = Numbers(5);
+        let error = Subset::new(&source, vec![1, 5]).unwrap_err().to_string();
+        assert!(error.contains("subset index 5"), "{error}");
+        assert!(error.contains("5 records"), "{error}");
+    }
+}
