@@ -42,6 +42,18 @@ pub struct TrainConfig {
     pub decay_bn_and_bias: bool,
     /// Label smoothing of the cross-entropy loss, 0 to disable.
     pub label_smoothing: f64,
+    /// L1 weight decay: `l1_decay * sign(w)` is added to the gradient of every decayed
+    /// weight, 0 to disable.
+    #[serde(default)]
+    pub l1_decay: f64,
+    /// Dropout rate before the classifier; `None` keeps the model's own (0 for ResNets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// Trains on part of the training split and evaluates on records of it instead of on
+    /// `eval_split`, which then names that part (see [`Selection`]); `None` uses the splits
+    /// whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
     /// Seed of weight initialisation, epoch order and augmentation.
     pub seed: u64,
     /// Threads of libtorch and of the augmentation pool.
@@ -95,6 +107,119 @@ impl Default for Compute {
             accumulation: 1,
         }
     }
+}
+
+/// Part of the training split that a run trains and evaluates on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Selection {
+    /// `count` records drawn by `seed`; the run trains on them and evaluates on the same
+    /// records with the evaluation preprocessing (the check that a network can fit a small
+    /// set).
+    Samples {
+        /// Records drawn.
+        count: usize,
+        /// Seed of the draw.
+        seed: u64,
+    },
+    /// K-fold cross-validation: the records (or `records` of them) are dealt into `folds`
+    /// folds, and the run trains on all folds but `fold` and evaluates on `fold`.
+    Fold {
+        /// Number of folds, at least 2.
+        folds: usize,
+        /// Held-out fold, `0..folds`.
+        fold: usize,
+        /// Seed of the deal.
+        seed: u64,
+        /// Deal only this many records, drawn by `seed`, for a faster search; `None` deals
+        /// them all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        records: Option<usize>,
+    },
+}
+
+impl Selection {
+    /// Name of the evaluated part in metrics and messages: `subset` or `fold-K` (from 1).
+    pub fn eval_name(&self) -> String {
+        match self {
+            Selection::Samples { .. } => "subset".to_string(),
+            Selection::Fold { fold, .. } => format!("fold-{}", fold + 1),
+        }
+    }
+
+    /// Returns the training and the evaluated record indices of a split with `labels`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a count of 0 or above the split's length, fewer than 2 folds, a
+    /// fold out of range, or more folds than records.
+    pub fn indices(&self, labels: &[u32]) -> Result<(Vec<usize>, Vec<usize>)> {
+        let len = labels.len();
+        match *self {
+            Selection::Samples { count, seed } => {
+                if count == 0 || count > len {
+                    return Err(Error::Config(format!(
+                        "cannot select {count} samples from a split of {len}"
+                    )));
+                }
+                let mut order: Vec<usize> = (0..len).collect();
+                shuffle(&mut order, seed);
+                order.truncate(count);
+                order.sort_unstable();
+                Ok((order.clone(), order))
+            }
+            Selection::Fold { folds, fold, seed, records } => {
+                let pool: Vec<usize> = match records {
+                    Some(count) => Selection::Samples { count, seed }.indices(labels)?.0,
+                    None => (0..len).collect(),
+                };
+                let len = pool.len();
+                if folds < 2 || fold >= folds || folds > len {
+                    return Err(Error::Config(format!(
+                        "fold {} of {folds} is invalid for a split of {len} records: need 2 <= \
+                         folds <= records and 1 <= fold <= folds",
+                        fold + 1
+                    )));
+                }
+                let pool_labels: Vec<u32> = pool.iter().map(|&i| labels[i]).collect();
+                let assignment = fold_assignment(&pool_labels, folds, seed);
+                let (held, kept): (Vec<usize>, Vec<usize>) =
+                    (0..len).partition(|&i| assignment[i] == fold);
+                let records =
+                    |positions: Vec<usize>| positions.into_iter().map(|i| pool[i]).collect();
+                Ok((records(kept), records(held)))
+            }
+        }
+    }
+}
+
+/// Deals the records of a split with `labels` into `folds` folds, stratified: each class's
+/// records are shuffled by `seed` and dealt round-robin, continuing where the previous class
+/// stopped, so that fold sizes differ by at most one and every fold gets each class in
+/// proportion. Returns the fold of every record; each record is in exactly one fold.
+pub fn fold_assignment(labels: &[u32], folds: usize, seed: u64) -> Vec<usize> {
+    let folds = folds.max(1);
+    let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (index, &label) in labels.iter().enumerate() {
+        by_class.entry(label).or_default().push(index);
+    }
+    let mut assignment = vec![0; labels.len()];
+    let mut next = 0;
+    for (label, mut records) in by_class {
+        shuffle(&mut records, seed ^ u64::from(label).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for index in records {
+            assignment[index] = next % folds;
+            next += 1;
+        }
+    }
+    assignment
+}
+
+/// Fisher-Yates shuffle driven by ChaCha8 seeded with `seed`.
+fn shuffle(items: &mut [usize], seed: u64) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    items.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
 }
 
 impl TrainConfig {
@@ -174,6 +299,26 @@ impl TrainConfig {
                 )));
             }
         }
+        if !(self.l1_decay.is_finite() && self.l1_decay >= 0.0) {
+            return Err(Error::Config(format!(
+                "L1 decay must be non-negative, got {}",
+                self.l1_decay
+            )));
+        }
+        if let Some(rate) = self.dropout {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(Error::Config(format!("dropout must be in [0, 1), got {rate}")));
+            }
+        }
+        if let Some(selection) = &self.selection {
+            if self.eval_split != selection.eval_name() {
+                return Err(Error::Config(format!(
+                    "a run on a selection evaluates {:?}, not the split {:?}",
+                    selection.eval_name(),
+                    self.eval_split
+                )));
+            }
+        }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(Error::Config(format!(
                 "label smoothing must be in [0, 1), got {}",
@@ -202,3 +347,79 @@ impl TrainConfig {
 
 /// File name of the resolved configuration in a run directory.
 pub const CONFIG_FILE: &str = "config.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 103 records of 4 unbalanced classes.
+    fn labels() -> Vec<u32> {
+        (0..103u32).map(|i| if i < 40 { 0 } else { 1 + i % 3 }).collect()
+    }
+
+    #[test]
+    fn folds_cover_every_record_exactly_once() {
+        let labels = labels();
+        let folds = 5;
+        let mut seen = vec![0u32; labels.len()];
+        for fold in 0..folds {
+            let selection = Selection::Fold { folds, fold, seed: 7, records: None };
+            let (train, eval) = selection.indices(&labels).unwrap();
+            assert_eq!(train.len() + eval.len(), labels.len());
+            assert!(train.iter().all(|i| !eval.contains(i)), "fold {fold} overlaps");
+            for &index in &eval {
+                seen[index] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&count| count == 1), "held-out counts {seen:?}");
+    }
+
+    #[test]
+    fn folds_differ_in_size_by_at_most_one_and_keep_class_shares() {
+        let labels = labels();
+        let assignment = fold_assignment(&labels, 4, 3);
+        let sizes: Vec<usize> =
+            (0..4).map(|fold| assignment.iter().filter(|&&f| f == fold).count()).collect();
+        let (smallest, largest) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(largest - smallest <= 1, "fold sizes {sizes:?}");
+        // Class 0 has 40 records: 10 per fold.
+        for fold in 0..4 {
+            let class0 = (0..labels.len()).filter(|&i| labels[i] == 0 && assignment[i] == fold);
+            assert_eq!(class0.count(), 10, "class 0 in fold {fold}");
+        }
+    }
+
+    #[test]
+    fn folds_of_a_drawn_subset_cover_only_it() {
+        let labels = labels();
+        let mut held = Vec::new();
+        for fold in 0..3 {
+            let selection = Selection::Fold { folds: 3, fold, seed: 1, records: Some(30) };
+            let (train, eval) = selection.indices(&labels).unwrap();
+            assert_eq!(train.len() + eval.len(), 30);
+            held.extend(eval);
+        }
+        held.sort_unstable();
+        let drawn = Selection::Samples { count: 30, seed: 1 }.indices(&labels).unwrap().0;
+        assert_eq!(held, drawn);
+    }
+
+    #[test]
+    fn samples_train_and_evaluate_on_the_same_records() {
+        let (train, eval) = Selection::Samples { count: 9, seed: 2 }.indices(&labels()).unwrap();
+        assert_eq!(train.len(), 9);
+        assert_eq!(train, eval);
+    }
+
+    #[test]
+    fn bad_selections_name_the_values() {
+        let error = Selection::Fold { folds: 1, fold: 0, seed: 0, records: None }
+            .indices(&labels())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fold 1 of 1"), "{error}");
+        let error =
+            Selection::Samples { count: 500, seed: 0 }.indices(&labels()).unwrap_err().to_string();
+        assert!(error.contains("500 samples from a split of 103"), "{error}");
+    }
+}

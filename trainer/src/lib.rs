@@ -7,14 +7,24 @@
 //! - [`protocol`]: centre-crop, ten-crop and multi-scale evaluation.
 //! - [`optim`]: SGD with momentum whose state can be checkpointed, and learning-rate schedules.
 //! - [`checkpoint`]: atomic checkpoints holding weights, optimizer state and loader position.
+//! - [`diagnose`]: the diagnosis line at the end of a run (diverged, collapsed, under- or
+//!   overfitting).
+//! - [`gradcheck`]: finite-difference check of the gradients of every layer type, in f64.
+//! - [`lr_find`]: the largest stable learning rate by halving, and the rate sweep.
 //! - [`run`]: the training loop with per-epoch evaluation, metrics and resume.
+//! - [`inspect`]: first-layer filters, activation statistics and weight and gradient
+//!   histograms of a checkpoint.
 //!
 //! Of the workspace's libraries, this is the only one that links libtorch.
 
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod diagnose;
 pub mod error;
+pub mod gradcheck;
+pub mod inspect;
+pub mod lr_find;
 pub mod metrics;
 pub mod model;
 pub mod optim;

@@ -10,7 +10,7 @@ use tch::Tensor;
 use crate::{Error, Result};
 
 /// Sums over the batches of one pass: loss and top-1/top-5 hits.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Tally {
     /// Sum of per-sample losses.
     pub loss_sum: f64,
@@ -20,12 +20,23 @@ pub struct Tally {
     pub top5: u64,
     /// Samples counted.
     pub samples: u64,
+    /// Samples predicted (top-1) as each class.
+    pub predicted: Vec<u64>,
 }
 
 impl Tally {
     /// Adds a batch: `logits` N x classes, `labels` N (int64), `loss_sum` summed over it.
     pub fn add(&mut self, logits: &Tensor, labels: &Tensor, loss_sum: f64) {
         let (top1, top5) = top_k_hits(logits, labels);
+        let classes = logits.size()[1].max(0) as usize;
+        if self.predicted.len() < classes {
+            self.predicted.resize(classes, 0);
+        }
+        let predictions = logits.argmax(1, false).bincount::<Tensor>(None, classes as i64);
+        let counts = Vec::<i64>::try_from(&predictions).unwrap_or_default();
+        for (total, count) in self.predicted.iter_mut().zip(counts) {
+            *total += count.max(0) as u64;
+        }
         self.loss_sum += loss_sum;
         self.top1 += top1;
         self.top5 += top5;
@@ -45,6 +56,13 @@ impl Tally {
     /// Top-5 accuracy in [0, 1].
     pub fn top5(&self) -> f64 {
         self.top5 as f64 / self.samples.max(1) as f64
+    }
+
+    /// Share of the samples predicted as the most predicted class, in [0, 1]; near 1 when a
+    /// network has collapsed to one class.
+    pub fn top_class_share(&self) -> f64 {
+        let most = self.predicted.iter().copied().max().unwrap_or(0);
+        most as f64 / self.samples.max(1) as f64
     }
 
     /// Summarises a finished pass over `split` that took `elapsed`, with the time each batch
@@ -72,6 +90,7 @@ impl Tally {
             data_wait_ms: waits.summary(),
             peak_rss_mib: peak as f64 / (1024.0 * 1024.0),
             lr,
+            top_class_share: Some(self.top_class_share()),
         }
     }
 }
@@ -117,6 +136,9 @@ pub struct EpochMetrics {
     /// Learning rate at the end of the pass (training only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lr: Option<f64>,
+    /// Share of the samples predicted (top-1) as the most predicted class.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub top_class_share: Option<f64>,
 }
 
 /// How long each batch of a pass waited for the loader.

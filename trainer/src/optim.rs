@@ -18,6 +18,7 @@ pub struct Sgd {
     momentum: f64,
     nesterov: bool,
     weight_decay: f64,
+    l1_decay: f64,
 }
 
 #[derive(Debug)]
@@ -53,7 +54,14 @@ impl Sgd {
                 Param { name: name.clone(), value, buffer, decay }
             })
             .collect();
-        Sgd { params, momentum, nesterov, weight_decay }
+        Sgd { params, momentum, nesterov, weight_decay, l1_decay: 0.0 }
+    }
+
+    /// Adds L1 decay: `l1_decay * sign(w)` joins the gradient of every decayed parameter,
+    /// which drives small weights to exactly zero.
+    pub fn with_l1_decay(mut self, l1_decay: f64) -> Self {
+        self.l1_decay = l1_decay;
+        self
     }
 
     /// Clears every gradient.
@@ -73,6 +81,9 @@ impl Sgd {
                 }
                 if param.decay && self.weight_decay != 0.0 {
                     let _ = grad.g_add_(&(&param.value * self.weight_decay));
+                }
+                if param.decay && self.l1_decay != 0.0 {
+                    let _ = grad.g_add_(&(param.value.sign() * self.l1_decay));
                 }
                 let _ = param.buffer.g_mul_scalar_(self.momentum).g_add_(&grad);
                 let update = if self.nesterov {

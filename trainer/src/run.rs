@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use expanse_augment::pipeline::Output as RecipeOutput;
 use expanse_dataset::loader::{
-    Augmentation, Batch, Loader, LoaderState, PlanOptions, SampleSource,
+    Augmentation, Batch, Loader, LoaderState, PlanOptions, SampleSource, Subset,
 };
-use expanse_dataset::shard::ShardSet;
+use expanse_dataset::shard::{ShardSet, Split};
 use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -31,6 +31,10 @@ pub trait Observer {
 
     /// Called when a pass finished, with its metrics.
     fn pass_finished(&mut self, _metrics: &EpochMetrics) {}
+
+    /// Called when epoch `epoch` (from 1) is trained, evaluated, logged to `metrics.jsonl` in
+    /// `run_dir` and checkpointed.
+    fn epoch_finished(&mut self, _epoch: usize, _run_dir: &Path) {}
 
     /// Asked after every training step; `true` stops the run there, after a checkpoint of
     /// that position (as on Ctrl-C), and [`Trainer::fit`] returns with
@@ -58,6 +62,16 @@ pub struct Trainer {
     device: Device,
     sgd: Sgd,
     state: TrainState,
+    /// Training and evaluated record indices of the training split under
+    /// [`TrainConfig::selection`].
+    selected: Option<Selected>,
+}
+
+/// Record indices of the training split that a run on a selection trains and evaluates on.
+#[derive(Clone, Debug)]
+struct Selected {
+    train: Vec<usize>,
+    eval: Vec<usize>,
 }
 
 /// Final figures of a run.
@@ -170,6 +184,69 @@ impl Trainer {
         Ok(trainer)
     }
 
+    /// Builds a trainer for `config` that writes no file: for short probes from fresh weights,
+    /// such as the learning-rate search (see [`Trainer::probe_steps`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid configuration; dataset errors.
+    pub fn probe(config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        Self::build(config, Path::new(""))
+    }
+
+    /// Takes `steps` optimizer steps from the current weights, step `i` at learning rate
+    /// `rate(i)`, with the training augmentation and order of the run's seed, going on into
+    /// further epochs as needed. Logs and checkpoints nothing. Returns the training loss of
+    /// every step taken. A step whose loss is not finite ends the probe with that loss last,
+    /// and `keep_going(step, loss)` returning `false` ends it after that step.
+    ///
+    /// # Errors
+    ///
+    /// Loader and libtorch errors.
+    pub fn probe_steps(
+        &mut self,
+        steps: usize,
+        rate: &dyn Fn(usize) -> f64,
+        keep_going: &mut dyn FnMut(usize, f64) -> bool,
+    ) -> Result<Vec<f64>> {
+        let shards = Arc::clone(&self.shards);
+        let train =
+            select(&shards, &self.config, self.selected.as_ref(), &self.config.train_split)?;
+        let options = PlanOptions {
+            seed: self.config.seed,
+            batch_size: self.config.batch_size,
+            ..PlanOptions::default()
+        };
+        let loader =
+            Loader::new(&train, self.config.train_augment.clone(), options, self.config.prefetch)?
+                .with_threads(self.config.threads)?;
+        let mut losses = Vec::with_capacity(steps);
+        let mut epoch = 0u64;
+        while losses.len() < steps {
+            let outcome = loader.run_epoch(epoch, 0, |batch: &Batch| -> Result<()> {
+                let step = losses.len();
+                let (images, labels) = self.batch_tensors(batch);
+                let loss = match self.train_step(&images, &labels, rate(step), 0, batch.position) {
+                    Ok(output) => output.loss_sum / batch.len().max(1) as f64,
+                    Err(Error::Diverged { loss, .. }) => loss,
+                    Err(other) => return Err(other),
+                };
+                losses.push(loss);
+                if !loss.is_finite() || !keep_going(step, loss) || losses.len() == steps {
+                    return Err(Error::Stopped);
+                }
+                Ok(())
+            });
+            match outcome {
+                Ok(()) => epoch += 1,
+                Err(Error::Stopped) => break,
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(losses)
+    }
+
     fn build(config: TrainConfig, run_dir: &Path) -> Result<Self> {
         tch::set_num_threads(config.threads as i32);
         let device = device::resolve(&config.compute.device)?;
@@ -192,10 +269,19 @@ impl Trainer {
         }
         let channels = train.schema().channels as usize;
         let classes = shards.manifest().classes.len();
+        let selected = match &config.selection {
+            Some(selection) => {
+                let labels: Vec<u32> = (0..train.len()).map(|i| train.label(i)).collect();
+                let (train, eval) = selection.indices(&labels)?;
+                Some(Selected { train, eval })
+            }
+            None => None,
+        };
         // Check that the augmentations fit the splits now, before a run folder exists.
-        let eval = shards.split(&config.eval_split)?;
-        Loader::new(train, config.train_augment.clone(), PlanOptions::default(), 1)?;
-        Loader::new(eval, config.eval_augment.clone(), PlanOptions::default(), 1)?;
+        let train = select(&shards, &config, selected.as_ref(), &config.train_split)?;
+        let eval = select(&shards, &config, selected.as_ref(), &config.eval_split)?;
+        Loader::new(&train, config.train_augment.clone(), PlanOptions::default(), 1)?;
+        Loader::new(&eval, config.eval_augment.clone(), PlanOptions::default(), 1)?;
 
         let vs = nn::VarStore::new(device);
         let model = {
@@ -203,7 +289,11 @@ impl Trainer {
             // from seeding to the last draw keeps concurrent trainers from interleaving draws.
             let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             tch::manual_seed(config.seed as i64);
-            model::build(&vs.root(), &config.model, channels, classes)?
+            let mut model = model::build(&vs.root(), &config.model, channels, classes)?;
+            if let Some(rate) = config.dropout {
+                model.set_dropout(rate);
+            }
+            model
         };
         if config.compute.channels_last {
             device::convert_to_channels_last(&vs);
@@ -214,7 +304,8 @@ impl Trainer {
             config.nesterov,
             config.weight_decay,
             config.decay_bn_and_bias,
-        );
+        )
+        .with_l1_decay(config.l1_decay);
         let loss_scaler = (config.compute.precision == Precision::F16).then(LossScaler::default);
         let state = TrainState {
             epochs_done: 0,
@@ -223,7 +314,7 @@ impl Trainer {
             loss_scaler,
         };
         let run_dir = run_dir.to_path_buf();
-        Ok(Trainer { config, run_dir, shards, vs, model, device, sgd, state })
+        Ok(Trainer { config, run_dir, shards, vs, model, device, sgd, state, selected })
     }
 
     /// Returns the run's configuration.
@@ -251,6 +342,45 @@ impl Trainer {
         &self.vs
     }
 
+    /// Returns the network.
+    pub fn network(&self) -> &dyn Network {
+        self.model.as_ref()
+    }
+
+    /// Returns the first `samples` records of `split` (at most its length) as a batch on the
+    /// run's device: images through the evaluation preprocessing, or the training
+    /// augmentation of epoch 0 when `augmented`, and int64 labels.
+    ///
+    /// # Errors
+    ///
+    /// Dataset errors for an unknown split, loader and libtorch errors.
+    pub fn sample_batch(
+        &self,
+        split: &str,
+        samples: usize,
+        augmented: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let source = select(&self.shards, &self.config, self.selected.as_ref(), split)?;
+        let samples = samples.clamp(1, source.len().max(1));
+        let subset = Subset::new(&source, (0..samples).collect())?;
+        let augmentation = if augmented {
+            self.config.train_augment.clone()
+        } else {
+            self.config.eval_augment.clone()
+        };
+        let options = PlanOptions::sequential(samples);
+        let loader =
+            Loader::new(&subset, augmentation, options, 1)?.with_threads(self.config.threads)?;
+        let mut tensors = None;
+        loader.run_epoch(0, 0, |batch: &Batch| -> Result<()> {
+            if tensors.is_none() {
+                tensors = Some(self.batch_tensors(batch));
+            }
+            Ok(())
+        })?;
+        tensors.ok_or_else(|| Error::Config(format!("split {split} gave no batch")))
+    }
+
     /// Trains up to `config.epochs`, evaluating, logging and checkpointing after each epoch.
     pub fn fit(&mut self, observer: &mut dyn Observer) -> Result<RunSummary> {
         self.fit_until(self.config.epochs, observer)
@@ -267,14 +397,15 @@ impl Trainer {
         let last_epoch = last_epoch.min(self.config.epochs);
         // A second handle, so that the loader's borrow of the split leaves `self` free.
         let shards = Arc::clone(&self.shards);
-        let train = shards.split(&self.config.train_split)?;
+        let train =
+            select(&shards, &self.config, self.selected.as_ref(), &self.config.train_split)?;
         let options = PlanOptions {
             seed: self.config.seed,
             batch_size: self.config.batch_size,
             ..PlanOptions::default()
         };
         let loader =
-            Loader::new(train, self.config.train_augment.clone(), options, self.config.prefetch)?
+            Loader::new(&train, self.config.train_augment.clone(), options, self.config.prefetch)?
                 .with_threads(self.config.threads)?;
         let steps_per_epoch = loader.plan(0)?.batches();
 
@@ -302,6 +433,7 @@ impl Trainer {
             self.state.loader =
                 LoaderState { seed: self.config.seed, epoch: epoch as u64 + 1, position: 0 };
             checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
+            observer.epoch_finished(epoch + 1, &self.run_dir);
         }
 
         let logged = metrics::read_metrics(&self.run_dir)?;
@@ -511,7 +643,7 @@ impl Trainer {
             }
         };
 
-        let source = self.shards.split(split)?;
+        let source = select(&self.shards, &self.config, self.selected.as_ref(), split)?;
         let single_pass = passes.len() == 1;
         let mut pass_tally = Tally::default();
         let classes = self.shards.manifest().classes.len() as i64;
@@ -522,8 +654,7 @@ impl Trainer {
         let mut waits = WaitTimes::default();
         for augmentation in passes {
             let options = PlanOptions::sequential(self.config.eval_batch_size);
-            let pass_source = self.shards.split(split)?;
-            let loader = Loader::new(pass_source, augmentation, options, self.config.prefetch)?
+            let loader = Loader::new(&source, augmentation, options, self.config.prefetch)?
                 .with_threads(self.config.threads)?;
             let batches = loader.plan(0)?.batches();
             views_total += loader.sample_shape().views;
@@ -578,6 +709,27 @@ impl Trainer {
         observer.pass_finished(&metrics);
         Ok(metrics)
     }
+}
+
+/// Returns the records of `split` a run uses: the whole split, or under a selection the
+/// training or evaluated part of the training split.
+fn select<'a>(
+    shards: &'a ShardSet,
+    config: &TrainConfig,
+    selected: Option<&Selected>,
+    split: &str,
+) -> Result<Subset<'a, Split>> {
+    if let (Some(selection), Some(selected)) = (&config.selection, selected) {
+        let train = shards.split(&config.train_split)?;
+        if split == config.train_split {
+            return Ok(Subset::new(train, selected.train.clone())?);
+        }
+        if split == selection.eval_name() {
+            return Ok(Subset::new(train, selected.eval.clone())?);
+        }
+    }
+    let whole = shards.split(split)?;
+    Ok(Subset::new(whole, (0..whole.len()).collect())?)
 }
 
 /// The output of a training step, for the epoch's counts.

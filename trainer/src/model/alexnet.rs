@@ -23,6 +23,8 @@ pub struct AlexNet {
     pools: [MaxPool2d; 3],
     avgpool: AdaptiveAvgPool2d,
     fcs: [Linear; 3],
+    /// Dropout rate before the first two fully connected layers in training.
+    dropout: f64,
 }
 
 /// Index in `features` of the convolution, its filters, kernel, stride and padding.
@@ -65,6 +67,7 @@ impl AlexNet {
                 Linear::pytorch_default(&classifier / 4, 4096, 4096),
                 Linear::pytorch_default(&classifier / 6, 4096, classes as i64),
             ],
+            dropout: DROPOUT,
         }
     }
 }
@@ -80,8 +83,12 @@ impl Network for AlexNet {
         let out = self.pools[2].forward(&conv5.forward(&out).relu());
 
         let out = self.avgpool.forward(&out).flatten(1, -1);
-        let out = self.fcs[0].forward(&out.dropout(DROPOUT, train)).relu();
-        let out = self.fcs[1].forward(&out.dropout(DROPOUT, train)).relu();
+        let out = self.fcs[0].forward(&out.dropout(self.dropout, train)).relu();
+        let out = self.fcs[1].forward(&out.dropout(self.dropout, train)).relu();
         Output::logits(self.fcs[2].forward(&out))
+    }
+
+    fn set_dropout(&mut self, rate: f64) {
+        self.dropout = rate;
     }
 }

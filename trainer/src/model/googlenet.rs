@@ -100,10 +100,11 @@ impl BasicConv2d {
 }
 
 /// Filters of an inception module: 1x1; 3x3 reduce, 3x3; 5x5 reduce, 5x5; pool projection.
-type Filters = [i64; 6];
+pub(crate) type Filters = [i64; 6];
 
+/// An inception module: four branches concatenated along channels.
 #[derive(Debug)]
-struct Inception {
+pub(crate) struct Inception {
     branch1: BasicConv2d,
     branch2: [BasicConv2d; 2],
     branch3: [BasicConv2d; 2],
@@ -112,7 +113,8 @@ struct Inception {
 }
 
 impl Inception {
-    fn new(path: nn::Path, variant: Variant, cin: i64, filters: Filters) -> Self {
+    /// Builds a module with `filters` under `path`.
+    pub(crate) fn new(path: nn::Path, variant: Variant, cin: i64, filters: Filters) -> Self {
         let [f1, f3r, f3, f5r, f5, fp] = filters;
         let wide = match variant {
             Variant::Torchvision => 3,
@@ -131,7 +133,8 @@ impl Inception {
         }
     }
 
-    fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
+    /// Applies the module.
+    pub(crate) fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         let b1 = self.branch1.forward(xs, train);
         let b2 = self.branch2[1].forward(&self.branch2[0].forward(xs, train), train);
         let b3 = self.branch3[1].forward(&self.branch3[0].forward(xs, train), train);
@@ -194,6 +197,8 @@ pub struct GoogLeNet {
     aux2: InceptionAux,
     avgpool: AdaptiveAvgPool2d,
     fc: Linear,
+    /// Dropout rate before `fc` in training.
+    dropout: f64,
 }
 
 impl GoogLeNet {
@@ -247,6 +252,7 @@ impl GoogLeNet {
             aux2: InceptionAux::new(path / "aux2", variant, 528, classes),
             avgpool: AdaptiveAvgPool2d::new(&(path / "avgpool"), [1, 1]),
             fc: linear(path / "fc", variant, 1024, classes),
+            dropout: DROPOUT,
         }
     }
 
@@ -288,11 +294,15 @@ impl Network for GoogLeNet {
             out = module.forward(&out, train);
         }
 
-        let pooled = self.avgpool.forward(&out).flatten(1, -1).dropout(DROPOUT, train);
+        let pooled = self.avgpool.forward(&out).flatten(1, -1).dropout(self.dropout, train);
         Output { logits: self.fc.forward(&pooled), aux }
     }
 
     fn aux_weight(&self) -> f64 {
         AUX_WEIGHT
+    }
+
+    fn set_dropout(&mut self, rate: f64) {
+        self.dropout = rate;
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! A wrapper stores the dotted variable path it was built under (`layer1.0.conv1`), which is
 //! the layer name in a [`Summary`](super::Summary). Recording is off except inside
-//! [`Recording`], so a training forward pass only pays one thread-local check per layer.
+//! [`Recording`], so a training forward pass only pays one thread-local check per layer. A
+//! recording can also pass each layer's output tensor to a hook, which the inspection of a
+//! checkpoint uses for activation statistics.
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
@@ -13,8 +15,19 @@ use tch::Tensor;
 
 use super::summary::LayerRow;
 
+/// A function that receives the row and the output tensor of every recorded layer.
+///
+/// It runs while the recorder is borrowed, so it must not run a recorded layer itself.
+pub(crate) type OutputHook = Box<dyn FnMut(&LayerRow, &Tensor)>;
+
+/// The rows recorded so far on this thread, and the hook that sees each output.
+struct Recorder {
+    rows: Vec<LayerRow>,
+    hook: Option<OutputHook>,
+}
+
 thread_local! {
-    static RECORDER: RefCell<Option<Vec<LayerRow>>> = const { RefCell::new(None) };
+    static RECORDER: RefCell<Option<Recorder>> = const { RefCell::new(None) };
 }
 
 /// Collects a row per recorded layer on this thread while it is alive.
@@ -23,36 +36,52 @@ pub(crate) struct Recording(());
 impl Recording {
     /// Starts recording on this thread, dropping the rows of an unfinished recording.
     pub(crate) fn start() -> Self {
-        RECORDER.with(|rows| *rows.borrow_mut() = Some(Vec::new()));
+        Self::start_with(None)
+    }
+
+    /// Starts recording on this thread and passes each layer's output tensor to `hook` as the
+    /// layer runs, before its row is stored.
+    pub(crate) fn start_with_outputs(hook: OutputHook) -> Self {
+        Self::start_with(Some(hook))
+    }
+
+    fn start_with(hook: Option<OutputHook>) -> Self {
+        RECORDER
+            .with(|recorder| *recorder.borrow_mut() = Some(Recorder { rows: Vec::new(), hook }));
         Recording(())
     }
 
     /// Stops recording and returns the rows in the order the layers ran.
     pub(crate) fn finish(self) -> Vec<LayerRow> {
-        RECORDER.with(|rows| rows.borrow_mut().take()).unwrap_or_default()
+        let recorder = RECORDER.with(|recorder| recorder.borrow_mut().take());
+        recorder.map(|recorder| recorder.rows).unwrap_or_default()
     }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        RECORDER.with(|rows| *rows.borrow_mut() = None);
+        RECORDER.with(|recorder| *recorder.borrow_mut() = None);
     }
 }
 
 fn recording() -> bool {
-    RECORDER.with(|rows| rows.borrow().is_some())
+    RECORDER.with(|recorder| recorder.borrow().is_some())
 }
 
 fn record(name: &str, kind: &str, output: &Tensor, params: u64, macs: u64) {
-    RECORDER.with(|rows| {
-        if let Some(rows) = rows.borrow_mut().as_mut() {
-            rows.push(LayerRow {
+    RECORDER.with(|recorder| {
+        if let Some(recorder) = recorder.borrow_mut().as_mut() {
+            let row = LayerRow {
                 name: name.to_owned(),
                 kind: kind.to_owned(),
                 output: output.size(),
                 params,
                 macs,
-            });
+            };
+            if let Some(hook) = recorder.hook.as_mut() {
+                hook(&row, output);
+            }
+            recorder.rows.push(row);
         }
     });
 }

@@ -54,11 +54,20 @@ pub trait Network: std::fmt::Debug + Send {
     fn aux_weight(&self) -> f64 {
         0.0
     }
+
+    /// Sets the dropout rate before the classifier (before each of AlexNet's first two fully
+    /// connected layers). The defaults are the papers': 0 for ResNets, 0.4 for GoogLeNet, 0.5
+    /// for AlexNet.
+    fn set_dropout(&mut self, rate: f64);
 }
 
 impl Network for CifarResNet {
     fn forward(&self, xs: &Tensor, train: bool) -> Output {
         Output::logits(self.forward_t(xs, train))
+    }
+
+    fn set_dropout(&mut self, rate: f64) {
+        CifarResNet::set_dropout(self, rate);
     }
 }
 

@@ -116,8 +116,9 @@ fn conv(path: nn::Path, cin: i64, cout: i64, kernel: i64, stride: i64) -> Conv2d
     Conv2d::new(path, cin, cout, kernel, config)
 }
 
+/// A basic (two 3x3) or bottleneck (1x1, 3x3, 1x1) residual block, or its plain counterpart.
 #[derive(Debug)]
-struct Block {
+pub(crate) struct Block {
     /// Convolutions with their batch norms; ReLU follows each but the last.
     layers: Vec<(Conv2d, BatchNorm2d)>,
     /// The projection of options B and C (`downsample.0`, `downsample.1`).
@@ -128,7 +129,14 @@ struct Block {
 }
 
 impl Block {
-    fn new(path: nn::Path, spec: &ResNetSpec, cin: i64, planes: i64, stride: i64) -> Self {
+    /// Builds a block of `spec`'s kind under `path`: `cin` input channels, `planes` inner ones.
+    pub(crate) fn new(
+        path: nn::Path,
+        spec: &ResNetSpec,
+        cin: i64,
+        planes: i64,
+        stride: i64,
+    ) -> Self {
         let layer = |index: usize, cin: i64, cout: i64, kernel: i64, stride: i64| {
             (
                 conv(&path / format!("conv{index}"), cin, cout, kernel, stride),
@@ -163,7 +171,8 @@ impl Block {
         Block { layers, projection, shortcut: spec.shortcut, stride, extra_channels: cout - cin }
     }
 
-    fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
+    /// Applies the block.
+    pub(crate) fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut out = xs.shallow_clone();
         let last = self.layers.len() - 1;
         for (i, (conv, bn)) in self.layers.iter().enumerate() {
@@ -195,6 +204,8 @@ pub struct ResNet {
     blocks: Vec<Block>,
     avgpool: AdaptiveAvgPool2d,
     fc: Linear,
+    /// Dropout rate before `fc` in training (0 in the paper).
+    dropout: f64,
 }
 
 impl ResNet {
@@ -221,7 +232,7 @@ impl ResNet {
 
         let avgpool = AdaptiveAvgPool2d::new(&(path / "avgpool"), [1, 1]);
         let fc = Linear::pytorch_default(path / "fc", cin, spec.classes as i64);
-        ResNet { spec, conv1, bn1, maxpool, blocks, avgpool, fc }
+        ResNet { spec, conv1, bn1, maxpool, blocks, avgpool, fc, dropout: 0.0 }
     }
 
     /// Returns the depth, shortcut, input channels and classes.
@@ -237,8 +248,12 @@ impl Network for ResNet {
         for block in &self.blocks {
             out = block.forward(&out, train);
         }
-        let pooled = self.avgpool.forward(&out).flatten(1, -1);
+        let pooled = self.avgpool.forward(&out).flatten(1, -1).dropout(self.dropout, train);
         Output::logits(self.fc.forward(&pooled))
+    }
+
+    fn set_dropout(&mut self, rate: f64) {
+        self.dropout = rate;
     }
 }
 

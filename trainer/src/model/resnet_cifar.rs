@@ -91,6 +91,8 @@ pub struct CifarResNet {
     blocks: Vec<BasicBlock>,
     avgpool: AdaptiveAvgPool2d,
     fc: Linear,
+    /// Dropout rate before `fc` in training (0 in the paper).
+    dropout: f64,
 }
 
 fn conv3x3(path: nn::Path, cin: i64, cout: i64, stride: i64) -> Conv2d {
@@ -130,12 +132,17 @@ impl CifarResNet {
         }
         let avgpool = AdaptiveAvgPool2d::new(&(path / "avgpool"), [1, 1]);
         let fc = Linear::new(path / "fc", 64, spec.classes as i64, Default::default());
-        CifarResNet { spec, conv1, bn1, blocks, avgpool, fc }
+        CifarResNet { spec, conv1, bn1, blocks, avgpool, fc, dropout: 0.0 }
     }
 
     /// Returns the depth, input channels, classes and shortcut choice.
     pub fn spec(&self) -> CifarResNetSpec {
         self.spec
+    }
+
+    /// Sets the dropout rate applied before the classifier in training.
+    pub fn set_dropout(&mut self, rate: f64) {
+        self.dropout = rate;
     }
 }
 
@@ -159,7 +166,7 @@ impl ModuleT for CifarResNet {
         for block in &self.blocks {
             out = block.forward(&out, train);
         }
-        self.fc.forward(&self.avgpool.forward(&out).flatten(1, -1))
+        self.fc.forward(&self.avgpool.forward(&out).flatten(1, -1).dropout(self.dropout, train))
     }
 }
 
