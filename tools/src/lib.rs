@@ -1,6 +1,7 @@
 //! Shared pieces of the command-line tools: logging set-up, progress display, exit codes,
 //! recipe loading and option values.
 
+pub mod charts;
 pub mod progress;
 
 use std::io::IsTerminal;

@@ -451,3 +451,33 @@ fn eval_only_rejects_bad_options() {
     let line = assert_one_line_error(&common::train(&["--eval-only", &missing]), 1);
     assert!(line.contains("no-run"), "{line}");
 }
+
+#[test]
+fn run_draws_its_curves_after_every_epoch() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_, run_dir) = one_epoch_run(temp.path());
+    let curves = run_dir.join("curves.png");
+    let image = image::open(&curves).unwrap_or_else(|e| panic!("{}: {e}", curves.display()));
+    assert!(image.width() > 0);
+    let first = std::fs::read(&curves).unwrap();
+
+    let resumed = common::train(&["--resume", run_dir.to_str().unwrap(), "--epochs", "2"]);
+    assert_exit(&resumed, 0);
+    assert_ne!(std::fs::read(&curves).unwrap(), first, "the second epoch did not redraw");
+}
+
+#[test]
+fn run_ends_with_a_diagnosis_line() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = tiny_shard_set(temp.path(), TRAIN_RECORDS as usize, TEST_RECORDS as usize);
+    let run = common::train(&new_run_args(&data, &temp.path().join("run"), &[]));
+    assert_exit(&run, 0);
+    let line = run.stdout.lines().last().unwrap_or_default();
+    // Random pixels and labels: nothing to learn, so the network underfits or collapses.
+    assert!(line.starts_with("diagnosis: "), "{}", run.describe());
+    assert!(
+        line.contains("underfitting") || line.contains("collapsed to one class"),
+        "{}",
+        run.describe()
+    );
+}

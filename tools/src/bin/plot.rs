@@ -19,35 +19,16 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, ValueEnum};
+use expanse_tools::charts::{self, number_or_null, DrawResult, COLOURS, METRICS_FILE};
 use expanse_tools::UsageError;
+use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-/// Font used for every label, read at run time so that the binary carries no font.
-const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-/// Environment variable that replaces [`DEFAULT_FONT`] with another TrueType file.
-const FONT_VARIABLE: &str = "EXPANSE_PLOT_FONT";
-/// Debian package that installs [`DEFAULT_FONT`].
-const FONT_PACKAGE: &str = "fonts-dejavu-core";
-/// Per-epoch log written by `train`.
-const METRICS_FILE: &str = "metrics.jsonl";
 /// Per-window log of training steps written by `train --log-every N`.
 const STEPS_FILE: &str = "steps.jsonl";
 /// Configuration written by `train`, read for the batch size.
 const CONFIG_FILE: &str = "config.json";
-/// Run colours in order (the matplotlib "tab10" palette), reused from the start after ten runs.
-const COLOURS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -137,11 +118,6 @@ struct RunConfig {
     batch_size: u64,
 }
 
-/// Reads a number, or `null` as NaN: serde_json writes a NaN loss of a diverged run as `null`.
-fn number_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
-}
-
 /// Loss and top-1 accuracy of one point of a curve.
 #[derive(Clone, Copy, Debug)]
 struct Measure {
@@ -189,7 +165,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     check_options(cli)?;
     expanse_tools::check_output_file("--out", &cli.out)?;
-    register_font()?;
+    charts::register_font()?;
 
     let mut runs = Vec::with_capacity(cli.runs.len());
     for (index, dir) in cli.runs.iter().enumerate() {
@@ -222,27 +198,6 @@ fn check_options(cli: &Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reads the TrueType font and registers it as plotters' "sans-serif" family.
-fn register_font() -> anyhow::Result<()> {
-    let path =
-        std::env::var_os(FONT_VARIABLE).map_or_else(|| PathBuf::from(DEFAULT_FONT), PathBuf::from);
-    let bytes = std::fs::read(&path).map_err(|error| {
-        if error.kind() == std::io::ErrorKind::NotFound {
-            anyhow!(
-                "font {} not found; install the Debian package {FONT_PACKAGE} or set \
-                 {FONT_VARIABLE} to a TrueType file",
-                path.display()
-            )
-        } else {
-            anyhow!("cannot read the font {}: {error}", path.display())
-        }
-    })?;
-    // plotters keeps registered fonts for the life of the process and needs 'static bytes.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-        .map_err(|_| anyhow!("{}: not a valid TrueType or OpenType font", path.display()))
 }
 
 /// Returns the last component of `dir` (after resolving `.` and `..`), for the legend.
@@ -468,37 +423,23 @@ fn render_png(cli: &Cli, runs: &[Run], x_axis: XAxis) -> anyhow::Result<Vec<u8>>
         })
         .collect();
 
-    let (width, height) = (cli.width, cli.height);
-    let mut pixels = vec![0u8; width as usize * height as usize * 3];
-    draw_chart(cli, &curves, x_axis, &mut pixels)
-        .map_err(|error| anyhow!("cannot draw the plot: {error}"))?;
-
-    let image = image::RgbImage::from_raw(width, height, pixels)
-        .context("the plot buffer does not match the image size")?;
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .context("cannot encode the plot as PNG")?;
-    Ok(png)
+    charts::render_png(cli.width, cli.height, |root| draw_chart(cli, &curves, x_axis, root))
 }
 
-/// Draws the axes, curves and legend into `pixels`, an RGB buffer of `cli.width` x
-/// `cli.height`.
+/// Draws the axes, curves and legend on `root`, a white area of `cli.width` x `cli.height`.
 fn draw_chart(
     cli: &Cli,
     curves: &[Curves],
     x_axis: XAxis,
-    pixels: &mut [u8],
-) -> Result<(), Box<dyn std::error::Error>> {
+    root: &DrawingArea<BitMapBackend, Shift>,
+) -> DrawResult {
     let points = curves.iter().flat_map(|c| c.train.iter().chain(&c.eval));
     let x_max = points.clone().map(|&(x, _)| x).fold(0.0, f64::max);
     let y_max_data = points.map(|&(_, y)| y).fold(0.0, f64::max);
     let x_max = if x_max > 0.0 { x_max } else { 1.0 };
     let y_max = cli.y_max.unwrap_or(if y_max_data > 0.0 { y_max_data * 1.05 } else { 1.0 });
 
-    let root = BitMapBackend::with_buffer(pixels, (cli.width, cli.height)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut builder = ChartBuilder::on(&root);
+    let mut builder = ChartBuilder::on(root);
     builder.margin(20).x_label_area_size(50).y_label_area_size(70);
     if let Some(title) = &cli.title {
         builder.caption(title, ("sans-serif", 28));
@@ -557,7 +498,6 @@ fn draw_chart(
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 

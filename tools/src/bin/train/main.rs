@@ -10,38 +10,45 @@
 //! Ctrl-C stops a run after the current step with a checkpoint of that position. `--resume`
 //! then continues with exactly the batches the run would have seen.
 
+mod gradcheck;
+mod inspect;
+mod lrfind;
+mod lrplot;
+mod options;
+mod overfit;
 mod progress;
+mod search;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use expanse_augment::{CropFlipNormalize, HorizontalFlip, PadMode, RandomCrop};
-use expanse_dataset::loader::{Augmentation, ResidentMemory};
-use expanse_dataset::shard::{Layout, ShardSet};
-use expanse_tools::{load_recipe, recipe_help, PrecisionArg, UsageError};
-use expanse_trainer::config::Compute;
-use expanse_trainer::optim::{LearningRate, Schedule};
+use expanse_dataset::loader::ResidentMemory;
+use expanse_tools::UsageError;
+use expanse_trainer::diagnose::{self, Thresholds};
+use expanse_trainer::metrics::read_metrics;
 use expanse_trainer::protocol::Protocol;
-use expanse_trainer::{TrainConfig, Trainer};
+use expanse_trainer::Trainer;
 
+use crate::options::{apply_preset, resolve_config, TrainOptions};
 use crate::progress::PassProgress;
 
 #[derive(Parser, Debug)]
 #[command(
     version,
     about = "Train ResNet, GoogLeNet or AlexNet on an expanse shard set, or evaluate a run",
-    args_override_self = true
+    args_override_self = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Args {
-    /// Shard set folder written by `shardify`.
-    #[arg(long, required_unless_present_any = ["resume", "eval_only"], conflicts_with_all = ["resume", "eval_only"])]
-    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 
     /// Run directory to create: config.json, metrics.jsonl, steps.jsonl and checkpoint.ot go
     /// there.
@@ -83,151 +90,28 @@ struct Args {
     #[arg(long, requires = "eval_only")]
     split: Option<String>,
 
-    /// Settings of a paper's recipe; options given explicitly override them. resnet-imagenet:
-    /// scale jitter 256..480, 224 crop, flip, PCA lighting, batch 256, lr 0.1 divided by 10
-    /// on plateaus, 120 epochs. resnet-cifar: pad-4 crop and flip, batch 128, lr 0.1 divided
-    /// by 10 at epochs 82 and 123 of 164.
-    #[arg(long, value_enum)]
-    preset: Option<Preset>,
-
-    /// Model: resnet18|34|50|101|152 (suffix -a, -b, -c picks the shortcut option),
-    /// plain18..152, resnetD/plainD for CIFAR (D = 6n + 2), googlenet, googlenet-paper,
-    /// alexnet; `model list` shows them all.
-    #[arg(long, default_value = "resnet20")]
-    model: String,
-
-    /// Device: cpu, cuda, cuda:N or auto (CUDA when usable).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-
-    /// Arithmetic: f32, or mixed precision on CUDA (bf16, or f16 with loss scaling).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
-
-    /// Keep images and convolution weights in channels-last (NHWC) memory layout.
-    #[arg(long)]
-    channels_last: bool,
-
-    /// Let cuDNN benchmark convolution algorithms (CUDA only).
-    #[arg(long)]
-    cudnn_benchmark: bool,
-
-    /// Cut each batch into this many micro-batches whose gradients add up before one update,
-    /// for batches that do not fit in memory.
-    #[arg(long, default_value_t = 1)]
-    accumulation: usize,
-
-    /// Training steps between lines of steps.jsonl (0: none).
-    #[arg(long, default_value_t = 50)]
-    log_every: usize,
-
-    /// Epochs to train (default 10); with --resume, raises the run's total.
-    #[arg(long)]
-    epochs: Option<usize>,
-
-    /// Samples per training step.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-
-    /// Samples per evaluation batch.
-    #[arg(long, default_value_t = 500)]
-    eval_batch_size: usize,
-
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 0.1)]
-    lr: f64,
-
-    /// Learning-rate schedule after warm-up.
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Cosine)]
-    schedule: ScheduleKind,
-
-    /// Epochs at which the step schedule multiplies the rate by --gamma (comma separated).
-    #[arg(long, value_delimiter = ',')]
-    milestones: Vec<usize>,
-
-    /// Multiplier of the step and plateau schedules.
-    #[arg(long, default_value_t = 0.1)]
-    gamma: f64,
-
-    /// Epochs without improvement of the evaluation error before the plateau schedule
-    /// multiplies the rate by --gamma.
-    #[arg(long, default_value_t = 5)]
-    patience: usize,
-
-    /// Epochs of linear learning-rate warm-up.
-    #[arg(long, default_value_t = 0)]
-    warmup_epochs: usize,
-
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-
-    /// Use Nesterov momentum.
-    #[arg(long)]
-    nesterov: bool,
-
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f64,
-
-    /// Exempt batch-norm parameters and biases from weight decay.
-    #[arg(long)]
-    no_decay_bn_bias: bool,
-
-    /// Label smoothing of the loss, in [0, 1).
-    #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f64,
-
-    /// Training augmentation recipe (default: for fixed-shape sets, the crop and flip of
-    /// --padding and --no-flip with the set's mean and std; for photo sets, resnet-imagenet).
-    #[arg(long, value_name = "NAME|FILE", long_help = recipe_help())]
-    recipe: Option<String>,
-
-    /// Evaluation recipe (default: the set's mean and std for fixed-shape sets, eval-center
-    /// for photo sets). A recipe with several views (eval-10crop) averages their scores.
-    #[arg(long, value_name = "NAME|FILE")]
-    eval_recipe: Option<String>,
-
-    /// Zero padding, in pixels, of the default random-crop augmentation; 0 disables cropping.
-    #[arg(long, default_value_t = 4, conflicts_with = "recipe")]
-    padding: usize,
-
-    /// Disable random horizontal flips of the default augmentation.
-    #[arg(long, conflicts_with = "recipe")]
-    no_flip: bool,
-
-    /// Optimizer steps between mid-epoch checkpoints (0: at epoch ends only).
-    #[arg(long, default_value_t = 0)]
-    checkpoint_every: usize,
-
-    /// Seed of initialisation, epoch order and augmentation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-
-    /// Threads for libtorch and augmentation (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-
-    /// Batches prepared ahead of the training step.
-    #[arg(long, default_value_t = 2)]
-    prefetch: usize,
-
-    /// Split to train on.
-    #[arg(long, default_value = "train")]
-    train_split: String,
-
-    /// Split to evaluate after each epoch (default: `test`, or `val` when the set has no
-    /// `test` split, as photo sets converted with a labelled validation folder).
-    #[arg(long)]
-    eval_split: Option<String>,
+    #[command(flatten)]
+    train: TrainOptions,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum ScheduleKind {
-    Constant,
-    Step,
-    Cosine,
-    Plateau,
+/// Tools to debug and tune a network.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check the analytic gradients of every layer type against central differences in f64;
+    /// exits with 1 when one exceeds --threshold.
+    GradCheck(gradcheck::GradCheckArgs),
+    /// Write pictures and numbers of a checkpoint's network: first-layer filters, activation
+    /// statistics, and weight and gradient histograms.
+    Inspect(inspect::InspectArgs),
+    /// Find the largest learning rate that does not diverge (halving from --max), or sweep
+    /// the rate up from --min to --max and plot the loss against it (--sweep).
+    LrFind(lrfind::LrFindArgs),
+    /// Train on a few examples with augmentation and regularisation off and report whether
+    /// the training error reaches zero.
+    Overfit(overfit::OverfitArgs),
+    /// Search hyperparameters (grid, random or Bayesian) with k-fold cross-validation on the
+    /// training split; a stopped search resumes when run again.
+    Search(search::SearchArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -239,12 +123,6 @@ enum ProtocolKind {
     Multiscale,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Preset {
-    ResnetImagenet,
-    ResnetCifar,
-}
-
 fn main() -> ExitCode {
     expanse_tools::init_logging();
     let matches = Args::command().get_matches();
@@ -252,23 +130,55 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) => error.exit(),
     };
-    apply_preset(&mut args, &matches);
-    let result = check_resume_options(&args, &matches).and_then(|()| match &args.eval_only {
-        Some(path) => evaluate(path, &args),
-        None => run(args),
-    });
+    let result = match args.command.take() {
+        Some(command) => run_command(command, &matches),
+        None => {
+            apply_preset(&mut args.train, &matches);
+            check_resume_options(&args, &matches)
+                .and_then(|()| match &args.eval_only {
+                    Some(path) => evaluate(path, &args),
+                    None => run(args),
+                })
+                .map(|()| ExitCode::SUCCESS)
+        }
+    };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => expanse_tools::report_with(&error, &is_config_error),
     }
 }
 
+/// Runs a subcommand; its verdict (a check that failed) exits with 1.
+fn run_command(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let (_, sub_matches) = matches.subcommand().expect("clap parsed a subcommand");
+    let verdict = match command {
+        Command::GradCheck(args) => gradcheck::run(&args)?,
+        Command::Inspect(args) => {
+            inspect::run(&args)?;
+            true
+        }
+        Command::LrFind(mut args) => {
+            apply_preset(&mut args.train, sub_matches);
+            lrfind::run(&args)?
+        }
+        Command::Overfit(mut args) => {
+            apply_preset(&mut args.train, sub_matches);
+            overfit::run(&args)?
+        }
+        Command::Search(mut args) => {
+            apply_preset(&mut args.train, sub_matches);
+            search::run(&args)?
+        }
+    };
+    Ok(if verdict { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let mut trainer = match &args.resume {
-        Some(run_dir) => Trainer::resume_with_epochs(run_dir, args.epochs)
+        Some(run_dir) => Trainer::resume_with_epochs(run_dir, args.train.epochs)
             .with_context(|| format!("cannot resume {}", run_dir.display()))?,
         None => {
-            let config = resolve_config(&args)?;
+            let config = resolve_config(&args.train)?;
             let run_dir = args.run_dir.clone().expect("clap requires --run-dir without --resume");
             Trainer::create(config, &run_dir)
                 .with_context(|| format!("cannot start a run in {}", run_dir.display()))?
@@ -281,8 +191,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Err(error) = ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed)) {
         log::warn!("Ctrl-C will not checkpoint the run: {error}");
     }
-    let mut progress = PassProgress::new(expanse_tools::interactive(), stop);
-    let summary = trainer.fit(&mut progress)?;
+    let mut progress = PassProgress::new(expanse_tools::interactive(), stop).with_curves();
+    let summary = match trainer.fit(&mut progress) {
+        Err(expanse_trainer::Error::Diverged { epoch, position, loss, lr }) => {
+            let error = expanse_trainer::Error::Diverged { epoch, position, loss, lr };
+            println!("{}", diagnose::diverged(epoch, loss, lr));
+            return Err(error.into());
+        }
+        other => other?,
+    };
 
     let config = trainer.config();
     println!("model {} on {}", config.model, config.data.display());
@@ -314,61 +231,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(best) = summary.best_top1 {
         println!("best {} top1 {:.2}%", config.eval_split, 100.0 * best);
     }
+    let metrics = read_metrics(trainer.run_dir())?;
+    let thresholds = Thresholds::default();
+    if let Some(diagnosis) =
+        diagnose::diagnose(&metrics, &config.train_split, &config.eval_split, &thresholds)
+    {
+        println!("{diagnosis}");
+    }
     Ok(())
-}
-
-/// Fills the options a preset sets, unless they were given on the command line.
-fn apply_preset(args: &mut Args, matches: &ArgMatches) {
-    let Some(preset) = args.preset else { return };
-    let on_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    if !on_command_line("lr") {
-        args.lr = 0.1;
-    }
-    if !on_command_line("momentum") {
-        args.momentum = 0.9;
-    }
-    if !on_command_line("weight_decay") {
-        args.weight_decay = 1e-4;
-    }
-    match preset {
-        Preset::ResnetImagenet => {
-            if !on_command_line("recipe") {
-                args.recipe = Some("resnet-imagenet".into());
-            }
-            if !on_command_line("eval_recipe") {
-                args.eval_recipe = Some("eval-center".into());
-            }
-            if !on_command_line("batch_size") {
-                args.batch_size = 256;
-            }
-            if !on_command_line("schedule") {
-                args.schedule = ScheduleKind::Plateau;
-                if !on_command_line("gamma") {
-                    args.gamma = 0.1;
-                }
-            }
-            if !on_command_line("epochs") {
-                args.epochs = Some(120);
-            }
-        }
-        Preset::ResnetCifar => {
-            if !on_command_line("batch_size") {
-                args.batch_size = 128;
-            }
-            if !on_command_line("schedule") {
-                args.schedule = ScheduleKind::Step;
-                if !on_command_line("milestones") {
-                    args.milestones = vec![82, 123];
-                }
-                if !on_command_line("gamma") {
-                    args.gamma = 0.1;
-                }
-            }
-            if !on_command_line("epochs") {
-                args.epochs = Some(164);
-            }
-        }
-    }
 }
 
 /// Evaluates the last checkpoint of a run with the chosen protocol.
@@ -453,117 +323,6 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
         .into());
     }
     Ok(())
-}
-
-fn resolve_config(args: &Args) -> anyhow::Result<TrainConfig> {
-    let data = args.data.clone().expect("clap requires --data without --resume");
-    let shards = ShardSet::open(&data)
-        .with_context(|| format!("cannot open the shard set {}", data.display()))?;
-    // Stored absolute, so that `--resume` works from any working directory.
-    let data = std::fs::canonicalize(&data)
-        .with_context(|| format!("cannot resolve the path {}", data.display()))?;
-    let split = shards.split(&args.train_split)?;
-    let (train_augment, eval_augment) = resolve_augmentation(args, split)?;
-    let has = |name: &str| shards.manifest().splits.iter().any(|s| s.name == name);
-    let eval_split = match &args.eval_split {
-        Some(name) => name.clone(),
-        None if !has("test") && has("val") => "val".to_string(),
-        None => "test".to_string(),
-    };
-
-    if !args.milestones.is_empty() && !matches!(args.schedule, ScheduleKind::Step) {
-        return Err(UsageError("--milestones needs --schedule step".into()).into());
-    }
-    let schedule = match args.schedule {
-        ScheduleKind::Constant => Schedule::Constant,
-        ScheduleKind::Cosine => Schedule::Cosine,
-        ScheduleKind::Plateau => {
-            Schedule::Plateau { factor: args.gamma, patience: args.patience, threshold: 1e-4 }
-        }
-        ScheduleKind::Step => {
-            if args.milestones.is_empty() {
-                return Err(UsageError(
-                    "--schedule step needs --milestones, for example --milestones 82,123".into(),
-                )
-                .into());
-            }
-            Schedule::Step { milestones: args.milestones.clone(), gamma: args.gamma }
-        }
-    };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1));
-
-    Ok(TrainConfig {
-        data,
-        train_split: args.train_split.clone(),
-        train_content_hash: split.stats().content_hash.clone(),
-        eval_split,
-        model: args.model.clone(),
-        epochs: args.epochs.unwrap_or(10),
-        batch_size: args.batch_size,
-        eval_batch_size: args.eval_batch_size,
-        lr: LearningRate { base: args.lr, schedule, warmup_epochs: args.warmup_epochs },
-        momentum: args.momentum,
-        nesterov: args.nesterov,
-        weight_decay: args.weight_decay,
-        decay_bn_and_bias: !args.no_decay_bn_bias,
-        label_smoothing: args.label_smoothing,
-        seed: args.seed,
-        threads,
-        prefetch: args.prefetch,
-        checkpoint_every: args.checkpoint_every,
-        log_every: args.log_every,
-        compute: Compute {
-            device: args.device.clone(),
-            precision: args.precision.into(),
-            channels_last: args.channels_last,
-            cudnn_benchmark: args.cudnn_benchmark,
-            accumulation: args.accumulation,
-        },
-        train_augment,
-        eval_augment,
-    })
-}
-
-/// Chooses the training and evaluation augmentation: the recipes given, else the defaults of
-/// the split's layout.
-fn resolve_augmentation(
-    args: &Args,
-    split: &expanse_dataset::shard::Split,
-) -> anyhow::Result<(Augmentation, Augmentation)> {
-    let recipe = |spec: &Option<String>, default: &str| -> anyhow::Result<Augmentation> {
-        Ok(load_recipe(spec.as_deref().unwrap_or(default))?.into())
-    };
-    if split.schema().layout == Layout::Variable {
-        let train = recipe(&args.recipe, "resnet-imagenet")?;
-        let eval = recipe(&args.eval_recipe, "eval-center")?;
-        return Ok((train, eval));
-    }
-
-    let stats = split.stats();
-    let mean: Vec<f32> = stats.channel_mean.iter().map(|&m| m as f32).collect();
-    let std: Vec<f32> = stats.channel_std.iter().map(|&s| s as f32).collect();
-    let (height, width, _) = split.fixed_shape()?;
-    let eval = CropFlipNormalize::eval(mean, std);
-    let train = match &args.recipe {
-        Some(spec) => load_recipe(spec)?.into(),
-        None => {
-            let mut train = eval.clone();
-            if args.padding > 0 {
-                train.crop = Some(RandomCrop::new(height, width, args.padding, PadMode::Zero));
-            }
-            if !args.no_flip {
-                train.flip = Some(HorizontalFlip::new(0.5));
-            }
-            train.into()
-        }
-    };
-    let eval = match &args.eval_recipe {
-        Some(spec) => load_recipe(spec)?.into(),
-        None => eval.into(),
-    };
-    Ok((train, eval))
 }
 
 /// Returns whether `cause` is a trainer configuration error, which exits like a bad command

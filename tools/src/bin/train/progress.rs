@@ -20,6 +20,8 @@ pub struct PassProgress {
     started: Instant,
     last_line: Instant,
     stop: Arc<AtomicBool>,
+    /// Redraw the run's `curves.png` after every epoch.
+    curves: bool,
 }
 
 impl PassProgress {
@@ -36,7 +38,14 @@ impl PassProgress {
             started: Instant::now(),
             last_line: Instant::now(),
             stop,
+            curves: false,
         }
+    }
+
+    /// Also redraws `curves.png` in the run directory after every epoch.
+    pub fn with_curves(mut self) -> Self {
+        self.curves = true;
+        self
     }
 }
 
@@ -100,6 +109,15 @@ impl Observer for PassProgress {
             wait.max,
             m.peak_rss_mib,
         );
+    }
+
+    fn epoch_finished(&mut self, _epoch: usize, run_dir: &std::path::Path) {
+        if self.curves {
+            // A missing font must not stop a run; `plot` can draw the curves later.
+            if let Err(error) = expanse_tools::charts::write_run_curves(run_dir) {
+                log::warn!("cannot draw the run's curves: {error:#}");
+            }
+        }
     }
 
     fn stop_requested(&mut self) -> bool {

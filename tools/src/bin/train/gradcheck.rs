@@ -1,0 +1,86 @@
+//! `train grad-check`: compares autograd's gradients of every layer type the trainer builds
+//! with central differences in f64, and prints the relative error per layer type.
+
+use std::fmt::Write;
+
+use expanse_tools::UsageError;
+use expanse_trainer::gradcheck::{self, LayerCheck, DEFAULT_THRESHOLD};
+
+/// Options of `train grad-check`.
+#[derive(clap::Args, Debug)]
+pub struct GradCheckArgs {
+    /// Layer types to check (comma separated; default all): conv, batchnorm, linear, maxpool,
+    /// avgpool, relu, lrn, basic-block, basic-block-a, basic-block-c, plain-block,
+    /// bottleneck-block, inception, inception-paper, cross-entropy.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<String>,
+
+    /// Largest relative error |a - n| / max(|a|, |n|, 1e-3) of an entry that passes, with a
+    /// the autograd and n the central-difference gradient.
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+
+    /// Seed of the layers' parameters and inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Checks the layer types of `args`, prints a table (layer, entries checked, max relative
+/// error, ok/FAILED) to stdout and one `grad-check failed` line per failed layer type to
+/// stderr, and returns `Ok(true)` when all pass.
+///
+/// # Errors
+///
+/// A [`UsageError`] for an unknown layer type (the message lists the known ones) or an
+/// invalid threshold; other errors when libtorch fails.
+pub fn run(args: &GradCheckArgs) -> anyhow::Result<bool> {
+    let checks =
+        gradcheck::check_layers(&args.layers, args.threshold, args.seed).map_err(|error| {
+            match error {
+                expanse_trainer::Error::Config(message) => anyhow::Error::new(UsageError(message)),
+                other => anyhow::Error::new(other).context("gradient check failed to run"),
+            }
+        })?;
+
+    expanse_tools::print_stdout(&table(&checks, args))?;
+    let failed: Vec<&LayerCheck> = checks.iter().filter(|check| !check.passed).collect();
+    for check in &failed {
+        eprintln!(
+            "error: grad-check failed: {}: max relative error {:.3e} exceeds threshold {:e} \
+             at {} (autograd {:e}, central difference {:e})",
+            check.layer,
+            check.max_relative_error,
+            args.threshold,
+            check.worst_entry,
+            check.worst_analytic,
+            check.worst_numeric
+        );
+    }
+    Ok(failed.is_empty())
+}
+
+/// Formats the result table and a summary line.
+fn table(checks: &[LayerCheck], args: &GradCheckArgs) -> String {
+    let mut text = String::new();
+    let _ =
+        writeln!(text, "{:<18} {:>7}  {:>18}  result", "layer", "entries", "max relative error");
+    for check in checks {
+        let result = if check.passed { "ok" } else { "FAILED" };
+        let _ = writeln!(
+            text,
+            "{:<18} {:>7}  {:>18.3e}  {result}",
+            check.layer, check.entries, check.max_relative_error
+        );
+    }
+    let passed = checks.iter().filter(|check| check.passed).count();
+    let _ = writeln!(
+        text,
+        "{passed} of {} layer types pass at threshold {:e} (f64, central differences with step \
+         {:e}, seed {})",
+        checks.len(),
+        args.threshold,
+        gradcheck::STEP,
+        args.seed
+    );
+    text
+}

@@ -1,0 +1,115 @@
+//! `train search`: trials, folds, the table and plot, resume, and bad settings.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_exit, assert_one_line_error, tiny_shard_set};
+
+/// Runs a random search of `trials` trials of 2 folds on `data` into `out`, with `extra`.
+fn search(data: &Path, out: &Path, trials: &str, extra: &[&str]) -> common::RunOutput {
+    let mut args = vec![
+        "search",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        "resnet8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--param",
+        "lr=log:0.01..0.2",
+        "--param",
+        "batch-size=choice:16,32",
+        "--strategy",
+        "random",
+        "--folds",
+        "2",
+        "--trials",
+        trials,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    common::train(&args)
+}
+
+fn trial_lines(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("trials.jsonl")).unwrap();
+    text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+#[test]
+fn search_logs_trials_and_resumes_where_it_stopped() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = tiny_shard_set(temp.path(), 128, 32);
+    let out = temp.path().join("search");
+
+    let first = search(&data, &out, "2", &[]);
+    assert_exit(&first, 0);
+    let trials = trial_lines(&out);
+    assert_eq!(trials.len(), 2);
+    for trial in &trials {
+        assert_eq!(trial["fold_scores"].as_array().unwrap().len(), 2, "{trial}");
+        let lr = trial["point"]["lr"].as_f64().unwrap();
+        assert!((0.01..=0.2).contains(&lr), "{trial}");
+    }
+    // Both folds of a trial together hold out each of the 128 records once.
+    let fold = |k: usize| -> u64 {
+        let metrics = std::fs::read_to_string(
+            out.join("trial-001").join(format!("fold-{k}")).join("metrics.jsonl"),
+        )
+        .unwrap();
+        let held: serde_json::Value = serde_json::from_str(
+            metrics.lines().find(|l| l.contains(&format!("\"fold-{k}\""))).unwrap(),
+        )
+        .unwrap();
+        held["samples"].as_u64().unwrap()
+    };
+    assert_eq!(fold(1) + fold(2), 128);
+    let table = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.starts_with("| trial | lr | batch-size | cv error |"), "{table}");
+    let plot = image::open(out.join("search.png")).unwrap();
+    assert_eq!(plot.width(), 1000);
+
+    // The same command with a larger budget keeps the two trials and adds one.
+    let second = search(&data, &out, "3", &[]);
+    assert_exit(&second, 0);
+    let resumed = trial_lines(&out);
+    assert_eq!(resumed.len(), 3);
+    assert_eq!(resumed[..2], trials[..]);
+    assert!(second.stdout.contains("2 done"), "{}", second.describe());
+}
+
+#[test]
+fn search_with_other_settings_refuses_the_folder() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = tiny_shard_set(temp.path(), 64, 16);
+    let out = temp.path().join("search");
+    assert_exit(&search(&data, &out, "1", &[]), 0);
+
+    let other = search(&data, &out, "1", &["--seed", "9"]);
+    let line = assert_one_line_error(&other, 2);
+    assert!(line.contains("holds a search with other settings"), "{line}");
+    assert_eq!(trial_lines(&out).len(), 1);
+}
+
+#[test]
+fn search_rejects_unknown_parameters_and_bad_strategies() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = tiny_shard_set(temp.path(), 64, 16);
+    let out = temp.path().join("search");
+
+    let unknown = search(&data, &out, "1", &["--param", "colour=choice:red,blue"]);
+    let line = assert_one_line_error(&unknown, 2);
+    assert!(line.contains("unknown search parameter \"colour\""), "{line}");
+
+    let strategy = search(&data, &out, "1", &["--strategy", "annealing"]);
+    let line = assert_one_line_error(&strategy, 2);
+    assert!(line.contains("annealing"), "{line}");
+    assert!(!out.exists(), "a rejected search created {}", out.display());
+}
