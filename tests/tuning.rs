@@ -9,13 +9,13 @@ use expanse::trainer::lr_find;
 use common::{config, subset_shards};
 
 #[test]
-fn halving_finds_a_rate_between_a_diverging_and_a_converging_one() {
+fn halving_finds_rate_between_known_ends() {
     let dir = tempfile::tempdir().unwrap();
     let data = subset_shards(dir.path(), 2048, 100);
     let config = config(data, 1, 64);
     let steps = 24;
 
-    // The known ends: 64 blows the loss up, 0.05 trains.
+    // The known ends: a rate of 64 blows the loss up, and 0.05 trains.
     let diverging = lr_find::probe(&config, 64.0, steps).unwrap();
     assert!(!diverging.stable, "lr 64: {}", diverging.reason);
     let converging = lr_find::probe(&config, 0.05, steps).unwrap();

@@ -39,7 +39,7 @@ pub const COLOURS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// The drawing error type of plotters' bitmap backend, boxed.
+/// Result of a plotters drawing call, with the bitmap backend's error boxed.
 pub type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Whether [`register_font`] has registered a font in this process.
@@ -68,7 +68,7 @@ pub fn register_font() -> anyhow::Result<()> {
                 path.display()
             )
         } else {
-            anyhow!("cannot read the font {}: {error}", path.display())
+            anyhow!("failed to read the font {}: {error}", path.display())
         }
     })?;
     // plotters keeps registered fonts for the life of the process and needs 'static bytes.
@@ -92,9 +92,9 @@ pub fn render_png(
     let mut pixels = vec![0u8; width as usize * height as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|error| anyhow!("cannot draw the chart: {error}"))?;
-        draw(&root).map_err(|error| anyhow!("cannot draw the chart: {error}"))?;
-        root.present().map_err(|error| anyhow!("cannot draw the chart: {error}"))?;
+        root.fill(&WHITE).map_err(|error| anyhow!("failed to draw the chart: {error}"))?;
+        draw(&root).map_err(|error| anyhow!("failed to draw the chart: {error}"))?;
+        root.present().map_err(|error| anyhow!("failed to draw the chart: {error}"))?;
     }
     encode_png(width, height, pixels)
 }
@@ -106,7 +106,7 @@ fn encode_png(width: u32, height: u32, pixels: Vec<u8>) -> anyhow::Result<Vec<u8
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .context("cannot encode the chart as PNG")?;
+        .context("failed to encode the chart as PNG")?;
     Ok(png)
 }
 
@@ -129,12 +129,14 @@ struct SplitConfig {
     train_split: String,
 }
 
-/// Reads a number, or `null` as NaN: serde_json writes a NaN loss of a diverged run as `null`.
+/// Deserializes a number, reading `null` as NaN, because serde_json writes the NaN loss of a
+/// diverged run as `null`.
 pub fn number_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
-/// Per-epoch values of one run, by epoch; a later line for an epoch replaces an earlier one.
+/// Per-epoch values of one run, keyed by epoch. A later line for an epoch replaces an earlier
+/// one.
 #[derive(Debug, Default)]
 struct EpochSeries {
     train_loss: BTreeMap<usize, f64>,
@@ -163,8 +165,8 @@ impl EpochSeries {
 /// path of the PNG.
 ///
 /// Training lines are those of the run's training split: `train_split` of `config.json`, or
-/// "train" without that file. The evaluation split is the first other split in the file. Training
-/// error is measured on augmented batches while the weights change, so the gap is an
+/// "train" without that file. The evaluation split is the first other split in the file.
+/// Training error is measured on augmented batches while the weights change, so the gap is an
 /// approximation of the generalisation gap.
 ///
 /// # Errors
@@ -184,7 +186,7 @@ pub fn write_run_curves(run_dir: &Path) -> anyhow::Result<PathBuf> {
 fn read_epoch_series(run_dir: &Path) -> anyhow::Result<EpochSeries> {
     let path = run_dir.join(METRICS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("cannot read {}; is {} a run folder?", path.display(), run_dir.display())
+        format!("failed to read {}: is {} a run folder?", path.display(), run_dir.display())
     })?;
     let train_split = read_train_split(run_dir)?;
 
@@ -222,7 +224,7 @@ fn read_train_split(run_dir: &Path) -> anyhow::Result<String> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok("train".into()),
-        Err(error) => return Err(anyhow!("cannot read {}: {error}", path.display())),
+        Err(error) => return Err(anyhow!("failed to read {}: {error}", path.display())),
     };
     let config: SplitConfig = serde_json::from_str(&text)
         .with_context(|| format!("{}: invalid run configuration", path.display()))?;
@@ -235,7 +237,7 @@ pub struct Line<'a> {
     pub label: &'a str,
     /// Line and marker colour.
     pub colour: RGBColor,
-    /// Points in x order; non-finite values are left out.
+    /// Points in x order. Points with a non-finite coordinate are not drawn.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -265,9 +267,10 @@ fn draw_run_curves(root: &DrawingArea<BitMapBackend, Shift>, series: &EpochSerie
     Ok(())
 }
 
-/// Draws `lines` with a marker at every point, so a single point shows, on x from 0 to just
-/// past the last x, with a legend when there is more than one line. The y axis starts at 0
-/// unless `signed`, when it covers every value and 0.
+/// Draws `lines` with a marker at every point, so that a line of one point still shows. The x
+/// axis runs from 0 to just past the last x, and a legend appears when there is more than one
+/// line. The y axis starts at 0, unless `signed` is set, in which case it covers every value
+/// and 0.
 ///
 /// # Errors
 ///
@@ -346,13 +349,13 @@ pub struct HistogramPanel<'a> {
     pub low: f64,
     /// Upper edge of the last bin.
     pub high: f64,
-    /// Values per bin.
+    /// Number of values per bin.
     pub counts: &'a [u64],
 }
 
 /// Width and height in pixels of one panel of a [`histogram_grid`].
 const HISTOGRAM_PANEL: (u32, u32) = (400, 240);
-/// Panels per row of a [`histogram_grid`].
+/// Maximum number of panels per row of a [`histogram_grid`].
 const HISTOGRAM_COLUMNS: usize = 4;
 
 /// Draws one histogram per panel, four panels per row, and returns the PNG. Each panel has its
@@ -426,11 +429,12 @@ pub struct BarRow<'a> {
     pub values: Vec<f64>,
 }
 
-/// One series of a [`bar_chart`]: its title and x range (`None`: 0 to the largest value).
+/// One series of a [`bar_chart`]: its title and x range.
 pub struct BarSeries<'a> {
     /// Title above the panel.
     pub title: &'a str,
-    /// Range of the x axis.
+    /// Range of the x axis. `None` means 0 to 5% past the largest finite value, or 0 to 1 when
+    /// no value is above 0.
     pub range: Option<(f64, f64)>,
 }
 
@@ -582,9 +586,9 @@ const TILE_GAP: u32 = 4;
 
 /// Draws convolution filters `out x in x kh x kw` (row-major f32 `values`) as a grid of tiles
 /// and returns the PNG. Each filter is scaled on its own from its smallest weight (black) to
-/// its largest (white). With 3 input channels a filter is one RGB tile; otherwise it is one
-/// grey tile per input channel, side by side. Tiles are enlarged so a kernel is at least 48
-/// pixels wide.
+/// its largest (white). With 3 input channels a filter is one RGB tile. Otherwise it is one
+/// grey tile per input channel, side by side. Tiles are enlarged so that the longer side of a
+/// kernel is at least 48 pixels.
 ///
 /// # Errors
 ///
@@ -672,7 +676,8 @@ mod tests {
         let path = write_run_curves(dir.path()).unwrap();
         assert_eq!(path, dir.path().join(CURVES_FILE));
         let (width, height, varied) = decode(&std::fs::read(&path).unwrap());
-        assert_eq!((width, height), (1200, 800));
+        assert_eq!(width, 1200);
+        assert_eq!(height, 800);
         assert!(varied, "curves.png is blank");
     }
 
@@ -680,7 +685,7 @@ mod tests {
     fn run_curves_redrawn_as_epochs_add() {
         let dir = tempfile::tempdir().unwrap();
         let mut lines = Vec::new();
-        let mut sizes = Vec::new();
+        let mut pngs = Vec::new();
         for epoch in 1..=3 {
             let train_top1 = 0.3 + 0.1 * epoch as f64;
             lines.push(format!(
@@ -696,9 +701,9 @@ mod tests {
             let borrowed: Vec<&str> = lines.iter().map(String::as_str).collect();
             write_metrics(dir.path(), &borrowed);
             let png = std::fs::read(write_run_curves(dir.path()).unwrap()).unwrap();
-            sizes.push(png);
+            pngs.push(png);
         }
-        assert_ne!(sizes[0], sizes[2], "curves.png did not change with more epochs");
+        assert_ne!(pngs[0], pngs[2], "curves.png did not change with more epochs");
     }
 
     #[test]
@@ -751,7 +756,8 @@ mod tests {
             })
             .collect();
         let (width, height, varied) = decode(&histogram_grid("weights", &panels).unwrap());
-        assert_eq!((width, height), (1600, 50 + 2 * 240));
+        assert_eq!(width, 1600);
+        assert_eq!(height, 50 + 2 * 240);
         assert!(varied);
 
         let rows = [

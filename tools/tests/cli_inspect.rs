@@ -38,7 +38,7 @@ fn one_epoch_run(temp: &Path) -> std::path::PathBuf {
 /// Asserts that `path` is a PNG of at least 100 x 100 pixels with more than one colour.
 fn assert_picture(path: &Path) {
     let image = image::open(path)
-        .unwrap_or_else(|e| panic!("cannot decode {}: {e}", path.display()))
+        .unwrap_or_else(|e| panic!("failed to decode {}: {e}", path.display()))
         .to_rgb8();
     assert!(image.width() >= 100, "{} is {} pixels wide", path.display(), image.width());
     assert!(image.height() >= 100, "{} is {} pixels high", path.display(), image.height());
@@ -50,7 +50,7 @@ fn assert_picture(path: &Path) {
 fn read_json(dir: &Path) -> Value {
     let path = dir.join("inspect.json");
     let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("failed to read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("inspect.json is not JSON: {e}"))
 }
 
@@ -72,7 +72,7 @@ fn inspect_writes_pictures_and_numbers() {
     assert_eq!(json["samples"], 64);
     assert_eq!(json["split"], "train");
     let activations = json["activations"].as_array().expect("no activations array");
-    // ResNet-8: the stem's batch norm and two per block in three stages of one block.
+    // ResNet-8 has 7 batch norms: one in the stem and two in each of three one-block stages.
     assert_eq!(activations.len(), 7, "{activations:?}");
     for row in activations {
         let dead =
@@ -90,7 +90,7 @@ fn inspect_writes_pictures_and_numbers() {
     assert_eq!(json["gradients"].as_array().unwrap().len(), 8);
     assert_eq!(json["filters"]["shape"], serde_json::json!([16, 1, 3, 3]));
 
-    // A checkpoint file selects its run directory; --out, --split and --layers apply.
+    // A checkpoint file selects its run directory, and --out, --split and --layers apply.
     let checkpoint = run_dir.join("checkpoint.ot");
     let elsewhere = temp.path().join("pictures");
     let args = [

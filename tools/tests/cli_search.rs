@@ -43,7 +43,7 @@ fn trial_lines(out: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn search_logs_trials_and_resumes_where_it_stopped() {
+fn search_logs_and_resumes_trials() {
     let temp = tempfile::tempdir().unwrap();
     let data = tiny_shard_set(temp.path(), 128, 32);
     let out = temp.path().join("search");
@@ -63,11 +63,11 @@ fn search_logs_trials_and_resumes_where_it_stopped() {
             out.join("trial-001").join(format!("fold-{k}")).join("metrics.jsonl"),
         )
         .unwrap();
-        let held: serde_json::Value = serde_json::from_str(
+        let held_out: serde_json::Value = serde_json::from_str(
             metrics.lines().find(|l| l.contains(&format!("\"fold-{k}\""))).unwrap(),
         )
         .unwrap();
-        held["samples"].as_u64().unwrap()
+        held_out["samples"].as_u64().unwrap()
     };
     assert_eq!(fold(1) + fold(2), 128);
     let table = std::fs::read_to_string(out.join("results.md")).unwrap();
@@ -86,20 +86,26 @@ fn search_logs_trials_and_resumes_where_it_stopped() {
 }
 
 #[test]
-fn search_with_other_settings_refuses_the_folder() {
+fn search_rejects_folder_with_other_settings() {
     let temp = tempfile::tempdir().unwrap();
     let data = tiny_shard_set(temp.path(), 64, 16);
     let out = temp.path().join("search");
     assert_exit(&search(&data, &out, "1", &[]), 0);
 
-    let other = search(&data, &out, "1", &["--seed", "9"]);
+    let other = search(&data, &out, "1", &["--momentum", "0.8"]);
     let line = assert_one_line_error(&other, 2);
-    assert!(line.contains("holds a search with other settings"), "{line}");
+    assert!(line.contains("contains a search with other settings"), "{line}");
+    assert!(line.contains("base.momentum 0.9 vs 0.8"), "{line}");
+    assert_eq!(trial_lines(&out).len(), 1);
+
+    let reseeded = search(&data, &out, "1", &["--seed", "9"]);
+    let line = assert_one_line_error(&reseeded, 2);
+    assert!(line.contains("seed 0 vs 9"), "{line}");
     assert_eq!(trial_lines(&out).len(), 1);
 }
 
 #[test]
-fn search_rejects_unknown_parameters_and_bad_strategies() {
+fn search_rejects_unknown_param_and_strategy() {
     let temp = tempfile::tempdir().unwrap();
     let data = tiny_shard_set(temp.path(), 64, 16);
     let out = temp.path().join("search");

@@ -26,7 +26,7 @@ fn fashion_mnist(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn overfit_reaches_zero_error_on_64_real_images() {
+fn overfit_reaches_zero_error() {
     let temp = tempfile::tempdir().unwrap();
     let data = fashion_mnist(temp.path());
     let run_dir = temp.path().join("overfit");
@@ -60,7 +60,7 @@ fn overfit_reaches_zero_error_on_64_real_images() {
 }
 
 #[test]
-fn overfit_without_enough_epochs_gives_a_failing_verdict() {
+fn overfit_one_epoch_fails_verdict() {
     let temp = tempfile::tempdir().unwrap();
     let data = fashion_mnist(temp.path());
     let run = common::train(&[
@@ -85,7 +85,7 @@ fn overfit_without_enough_epochs_gives_a_failing_verdict() {
 }
 
 #[test]
-fn overfit_rejects_more_samples_than_the_split_has() {
+fn overfit_rejects_too_many_samples() {
     let temp = tempfile::tempdir().unwrap();
     let data = fashion_mnist(temp.path());
     let run = common::train(&["overfit", "--data", data.to_str().unwrap(), "--samples", "70000"]);
@@ -94,7 +94,7 @@ fn overfit_rejects_more_samples_than_the_split_has() {
 }
 
 #[test]
-fn lr_find_sweep_writes_its_plot_and_points() {
+fn lr_sweep_writes_plot_and_points() {
     let temp = tempfile::tempdir().unwrap();
     let data = fashion_mnist(temp.path());
     let out = temp.path().join("sweep.png");
@@ -118,10 +118,13 @@ fn lr_find_sweep_writes_its_plot_and_points() {
         "--out",
         out.to_str().unwrap(),
     ]);
+
     assert_exit(&run, 0);
     assert!(run.stdout.contains("recommended learning rate"), "{}", run.describe());
     let image = image::open(&out).unwrap();
-    assert_eq!((image.width(), image.height()), (1000, 600));
+    assert_eq!(image.width(), 1000);
+    assert_eq!(image.height(), 600);
+
     let csv = std::fs::read_to_string(out.with_extension("csv")).unwrap();
     let rates: Vec<f64> =
         csv.lines().skip(1).map(|line| line.split(',').next().unwrap().parse().unwrap()).collect();
@@ -132,7 +135,7 @@ fn lr_find_sweep_writes_its_plot_and_points() {
 }
 
 #[test]
-fn lr_find_rejects_a_minimum_above_the_maximum() {
+fn lr_find_rejects_min_above_max() {
     let temp = tempfile::tempdir().unwrap();
     let data = fashion_mnist(temp.path());
     let run =

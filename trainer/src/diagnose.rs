@@ -1,15 +1,17 @@
 //! The diagnosis line at the end of a run: which of the usual failure symptoms the metrics
 //! show, and what usually helps.
 //!
-//! The rules look at the last epoch that has both a training and an evaluation line:
+//! The rules look at the last epoch that has both a training and an evaluation line, in this
+//! order:
+//! - diverged: a loss of that epoch is not finite.
 //! - collapsed: at least [`Thresholds::collapse_share`] of the evaluated (or training)
-//!   predictions go to one class;
-//! - underfitting: training error at least [`Thresholds::underfit_error`] while the
-//!   evaluation error is within [`Thresholds::gap`] of it;
+//!   predictions go to one class.
 //! - overfitting: evaluation error more than [`Thresholds::gap`] above the training error.
+//! - underfitting: training error at least [`Thresholds::underfit_error`], with the evaluation
+//!   error at most [`Thresholds::gap`] above it.
 //!
 //! Training error is counted on augmented batches in training mode, as logged, so strong
-//! augmentation can put it above the evaluation error; that is not a symptom.
+//! augmentation can put it above the evaluation error, which is not a symptom.
 //! A run that stopped on a non-finite loss is diagnosed by [`diverged`].
 
 use std::fmt;
@@ -43,14 +45,14 @@ impl fmt::Display for Symptom {
     }
 }
 
-/// The limits the rules use.
+/// Limits of the diagnosis rules.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
-    /// Training error from which a run underfits (0.10).
+    /// Minimum training error of an underfitting run (default 0.10).
     pub underfit_error: f64,
-    /// Evaluation minus training error from which a run overfits (0.05).
+    /// Maximum evaluation minus training error of a run that does not overfit (default 0.05).
     pub gap: f64,
-    /// Share of predictions in one class from which a run has collapsed (0.9).
+    /// Minimum share of predictions in one class of a collapsed run (default 0.9).
     pub collapse_share: f64,
 }
 
@@ -67,7 +69,7 @@ pub struct Diagnosis {
     pub symptom: Symptom,
     /// The figures behind it, e.g. "training error 2.1%, validation error 9.5%".
     pub finding: String,
-    /// What usually helps.
+    /// Usual remedies, empty for a healthy run.
     pub advice: &'static str,
 }
 
@@ -107,8 +109,12 @@ pub fn diagnose(
     eval_split: &str,
     thresholds: &Thresholds,
 ) -> Option<Diagnosis> {
-    let eval = metrics.iter().rev().find(|m| m.split == eval_split)?;
-    let train = metrics.iter().rev().find(|m| m.split == train_split && m.epoch == eval.epoch)?;
+    let (train, eval) =
+        metrics.iter().rev().filter(|m| m.split == eval_split).find_map(|eval| {
+            let train =
+                metrics.iter().rev().find(|m| m.split == train_split && m.epoch == eval.epoch)?;
+            Some((train, eval))
+        })?;
     let (train_error, eval_error) = (1.0 - train.top1, 1.0 - eval.top1);
     let errors = format!(
         "after epoch {}, training error {:.2}%, {} error {:.2}%",
@@ -186,27 +192,27 @@ mod tests {
     }
 
     #[test]
-    fn a_large_gap_is_overfitting() {
+    fn diagnose_large_gap_as_overfitting() {
         assert_eq!(symptom(0.01, 0.12, 0.1), Symptom::Overfitting);
     }
 
     #[test]
-    fn high_errors_on_both_splits_are_underfitting() {
+    fn diagnose_high_errors_as_underfitting() {
         assert_eq!(symptom(0.30, 0.31, 0.1), Symptom::Underfitting);
     }
 
     #[test]
-    fn predictions_of_one_class_are_a_collapse() {
+    fn diagnose_one_class_as_collapsed() {
         assert_eq!(symptom(0.9, 0.9, 0.97), Symptom::Collapsed);
     }
 
     #[test]
-    fn low_errors_close_together_are_healthy() {
+    fn diagnose_close_low_errors_as_healthy() {
         assert_eq!(symptom(0.05, 0.07, 0.1), Symptom::Healthy);
     }
 
     #[test]
-    fn the_last_epoch_decides() {
+    fn diagnose_uses_last_epoch() {
         // Epoch 1 overfits, epoch 2 does not.
         let metrics = [
             line(1, "train", 0.01, 0.1),
@@ -220,13 +226,23 @@ mod tests {
     }
 
     #[test]
-    fn no_evaluation_gives_no_diagnosis() {
+    fn diagnose_without_evaluation_returns_none() {
         let metrics = [line(1, "train", 0.5, 0.1)];
         assert_eq!(diagnose(&metrics, "train", "test", &Thresholds::default()), None);
     }
 
     #[test]
-    fn the_line_names_symptom_figures_and_advice() {
+    fn diagnose_skips_epoch_without_training_line() {
+        // Epoch 2 has no training line, so epoch 1 decides.
+        let metrics =
+            [line(1, "train", 0.01, 0.1), line(1, "test", 0.20, 0.1), line(2, "test", 0.05, 0.1)];
+        let diagnosis = diagnose(&metrics, "train", "test", &Thresholds::default()).unwrap();
+        assert_eq!(diagnosis.symptom, Symptom::Overfitting);
+        assert!(diagnosis.finding.contains("after epoch 1"), "{}", diagnosis.finding);
+    }
+
+    #[test]
+    fn diverged_line_names_figures_and_advice() {
         let text = diverged(3, f64::NAN, 2.5).to_string();
         assert!(text.starts_with("diagnosis: diverged: training loss NaN in epoch 3"), "{text}");
         assert!(text.contains("lower the learning rate"), "{text}");

@@ -4,7 +4,7 @@
 //! [`check`] compares autograd's gradient of `sum(output * R)`, with `R` a fixed random tensor
 //! of the output's shape, against central differences `(f(v + h) - f(v - h)) / 2h` with step
 //! [`STEP`], for the input and every trainable parameter. Tensors of at most
-//! [`MAX_ENTRIES_PER_TENSOR`] entries are checked entry by entry; larger ones on a seeded
+//! [`MAX_ENTRIES_PER_TENSOR`] entries are checked entry by entry, and larger ones on a seeded
 //! random sample of that many entries. Each entry's relative error is
 //! `|a - n| / max(|a|, |n|, FLOOR)` (see [`FLOOR`]). A layer passes when the largest one is at
 //! most the threshold ([`DEFAULT_THRESHOLD`] unless the caller picks another).
@@ -51,20 +51,21 @@ pub const STEP: f64 = 3e-6;
 /// layers are of order 1e-3 to 1, so a wrong gradient still shows as a large relative error.
 pub const FLOOR: f64 = 1e-3;
 
-/// Default largest relative error that passes, for f64 with [`STEP`] and [`FLOOR`].
+/// Default maximum relative error that passes, for f64 with [`STEP`] and [`FLOOR`].
 ///
-/// Over seeds 0 to 99 of [`check_layers`] the largest error of any layer type was 2.9e-6
+/// Over seeds 0 to 99 of [`check_layers`] the maximum error of any layer type was 2.9e-6
 /// (`basic-block-c`), from rounding. A wrong gradient gives errors of order 1e-2 to 1.
 pub const DEFAULT_THRESHOLD: f64 = 1e-5;
 
-/// Most entries checked per tensor; larger tensors are checked on a seeded random sample.
+/// Maximum number of entries checked per tensor. Larger tensors are checked on a seeded random
+/// sample.
 pub const MAX_ENTRIES_PER_TENSOR: usize = 128;
 
 /// Seed of the output weights `R` and of the entry samples in [`check`], so that a check only
 /// depends on its arguments.
 const CHECK_SEED: u64 = 0x6772_6164_6368_6563;
 
-/// Names of the checked layer types, in the order they are checked.
+/// Returns the names of the checked layer types, in the order they are checked.
 ///
 /// - `conv`: a 3x3 stride-2 convolution with bias and padding 1 ([`Conv2d`]).
 /// - `batchnorm`: batch normalisation in training mode, with batch statistics
@@ -115,7 +116,7 @@ const LAYER_NAMES: [&str; 15] = [
 pub struct LayerCheck {
     /// Layer type, one of [`layer_names`] or the name given to [`check`].
     pub layer: String,
-    /// Largest relative error over the checked entries (infinite when a value is not finite).
+    /// Maximum relative error over the checked entries (infinite when a value is not finite).
     pub max_relative_error: f64,
     /// Entries checked, over the input and all parameters.
     pub entries: usize,
@@ -136,7 +137,7 @@ pub struct LayerCheck {
 /// # Errors
 ///
 /// [`Error::Config`] for a name that is not a layer type, listing the known ones, or for a
-/// threshold that is negative or not a number; [`Error::Torch`] when libtorch fails.
+/// threshold that is negative or not a number. [`Error::Torch`] when libtorch fails.
 pub fn check_layers(names: &[String], threshold: f64, seed: u64) -> Result<Vec<LayerCheck>> {
     if threshold.is_nan() || threshold < 0.0 {
         return Err(Error::Config(format!(
@@ -168,7 +169,7 @@ pub fn check_layers(names: &[String], threshold: f64, seed: u64) -> Result<Vec<L
 ///
 /// # Errors
 ///
-/// [`Error::Config`] when `input`, a parameter or the output is not f64;
+/// [`Error::Config`] when `input`, a parameter or the output is not f64.
 /// [`Error::Torch`] when libtorch fails, for example on a parameter that `forward` does not
 /// use.
 pub fn check(
@@ -186,7 +187,7 @@ pub fn check(
     check_named(name, forward, input, &named, threshold)
 }
 
-/// [`check`] with a name per parameter for [`LayerCheck::worst_entry`].
+/// Runs [`check`] with a name per parameter for [`LayerCheck::worst_entry`].
 fn check_named(
     name: &str,
     forward: &dyn Fn(&Tensor) -> Tensor,
@@ -454,7 +455,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relative_error_uses_floor_for_tiny_gradients() {
+    fn relative_error_floors_tiny_gradients() {
         assert!((relative_error(1e-12, 0.0) - 1e-9).abs() < 1e-20);
         assert_eq!(relative_error(2.0, 1.0), 0.5);
         assert_eq!(relative_error(f64::NAN, 1.0), f64::INFINITY);

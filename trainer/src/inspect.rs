@@ -5,9 +5,9 @@
 //! - A unit is a channel (a feature for a fully connected layer).
 //! - Activation statistics are taken on `max(0, output)` of a recorded layer, in an eval-mode
 //!   forward pass (running batch-norm statistics, no dropout). At a `BatchNorm2d` that a ReLU
-//!   follows, this is the activation the next layer receives. The second batch norm of a residual
-//!   block is the exception: its ReLU comes after the shortcut is added, so the statistics
-//!   describe the residual branch alone.
+//!   follows, this is the activation the next layer receives. The second batch norm of a
+//!   residual block is the exception. Its ReLU comes after the shortcut is added, so the
+//!   statistics describe the residual branch alone.
 //! - A dead unit is a channel whose `max(0, output)` is 0 for every sample and position of the
 //!   batch.
 //! - The correlation of a layer is the mean absolute Pearson correlation over pairs of distinct
@@ -17,7 +17,7 @@
 //!   (cross-entropy with its label smoothing, plus weighted auxiliary losses) on the batch, in
 //!   micro-batches of the run's batch size divided by its accumulation, in f32.
 //!
-//! Inspection leaves the model as it found it: the batch-norm running statistics that the
+//! Inspection leaves the model as it found it. The batch-norm running statistics that the
 //! training-mode pass updates are restored, and the gradients are zeroed.
 
 use std::cell::RefCell;
@@ -34,14 +34,14 @@ use crate::{Error, Result, Trainer};
 /// Settings of [`inspect`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InspectOptions {
-    /// Samples taken from the start of `split` (at most its length).
+    /// Number of samples taken from the start of `split`, capped at its length.
     pub samples: usize,
     /// Split the samples come from, passed through the run's evaluation preprocessing.
     pub split: String,
     /// Dotted layer names (as `model summary` prints them) whose activations are measured.
     /// Empty selects every `BatchNorm2d`, or every `Conv2d` in a network without batch norm.
     pub layers: Vec<String>,
-    /// Bins of each histogram.
+    /// Number of bins per histogram.
     pub bins: usize,
 }
 
@@ -57,13 +57,13 @@ impl InspectOptions {
 pub struct Inspection {
     /// Model name of the run.
     pub model: String,
-    /// Epochs the checkpoint has completed.
+    /// Number of epochs the checkpoint has completed.
     pub epochs_done: usize,
-    /// Optimizer steps the checkpoint has taken.
+    /// Number of optimizer steps the checkpoint has taken.
     pub step: u64,
     /// Split the batch came from.
     pub split: String,
-    /// Samples in the batch.
+    /// Number of samples in the batch.
     pub samples: usize,
     /// Mean training loss of the batch in the gradient pass.
     pub loss: f64,
@@ -105,7 +105,7 @@ pub struct ActivationStats {
     pub layer: String,
     /// PyTorch class name of the layer (`BatchNorm2d`, `Conv2d`, `Linear`, ...).
     pub kind: String,
-    /// Channels (units) of the layer.
+    /// Number of channels (units) of the layer.
     pub channels: usize,
     /// Mean of `max(0, output)` over samples, positions and channels.
     pub mean: f64,
@@ -125,18 +125,18 @@ pub struct Histogram {
     pub shape: Vec<i64>,
     /// Lower edge of the first bin: the smallest finite value.
     pub low: f64,
-    /// Upper edge of the last bin: the largest finite value. When every value is equal, `low`
-    /// and `high` are that value minus and plus 0.5.
+    /// Upper edge of the last bin: the largest finite value. When every finite value is equal,
+    /// `low` and `high` are that value minus and plus 0.5. With no finite value both are 0.
     pub high: f64,
-    /// Values per bin; the last bin includes `high`.
+    /// Number of values per bin. The last bin includes `high`.
     pub counts: Vec<u64>,
     /// Mean of the finite values.
     pub mean: f64,
     /// Population standard deviation of the finite values.
     pub std: f64,
-    /// Values exactly 0.
+    /// Number of values that are exactly 0.
     pub zeros: u64,
-    /// NaN and infinite values, which no bin counts.
+    /// Number of NaN and infinite values, which no bin counts.
     pub non_finite: u64,
 }
 
@@ -258,13 +258,13 @@ fn activation_pass(
         let hook_tallies = Rc::clone(&tallies);
         let hook_requested = requested.clone();
         let recording = Recording::start_with_outputs(Box::new(move |row, output| {
-            let wanted = if hook_requested.is_empty() {
+            let tracked = if hook_requested.is_empty() {
                 row.kind == "BatchNorm2d" || row.kind == "Conv2d"
             } else {
                 hook_requested.contains(&row.name)
             };
             let dims = output.dim();
-            if wanted && (dims == 2 || dims == 4) {
+            if tracked && (dims == 2 || dims == 4) {
                 add_to_tally(&mut hook_tallies.borrow_mut(), row, output);
             }
         }));
@@ -283,8 +283,8 @@ fn activation_pass(
     for row in selected {
         let tally = tallies.get(&row.name).ok_or_else(|| {
             Error::Config(format!(
-                "layer {} ({}) has output shape {:?}; activation statistics need N x C or N x C \
-                 x H x W",
+                "layer {} ({}) has output shape {:?}, but activation statistics need N x C or \
+                 N x C x H x W; choose another layer",
                 row.name, row.kind, row.output
             ))
         })?;
@@ -349,8 +349,8 @@ fn select_layers<'a>(rows: &'a [LayerRow], names: &[String]) -> Result<Vec<&'a L
             examples.join(", ")
         )));
     }
-    let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-    Ok(rows.iter().filter(|row| wanted.contains(row.name.as_str())).collect())
+    let requested: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    Ok(rows.iter().filter(|row| requested.contains(row.name.as_str())).collect())
 }
 
 /// Computes the statistics of one layer from its tally.
@@ -452,7 +452,7 @@ fn gradient_pass(trainer: &Trainer, images: &Tensor, labels: &Tensor) -> Result<
         })
         .collect();
     zero_gradients(trainer);
-    // Dropout draws from libtorch's global generator; a fixed seed makes the pass repeatable.
+    // Dropout draws from libtorch's global generator, so a fixed seed makes the pass repeatable.
     tch::manual_seed(config.seed as i64);
 
     let samples = labels.size()[0];
@@ -529,15 +529,16 @@ mod tests {
     #[test]
     fn histogram_of_constant_values() {
         let histogram = Histogram::from_values("b", vec![3], &[2.0, 2.0, 2.0], 5);
-        assert_eq!((histogram.low, histogram.high), (1.5, 2.5));
+        assert_eq!(histogram.low, 1.5);
+        assert_eq!(histogram.high, 2.5);
         assert_eq!(histogram.counts, [0, 0, 3, 0, 0]);
         assert_eq!(histogram.std, 0.0);
     }
 
     #[test]
     fn correlation_of_known_columns() {
-        // Column 1 is 2 * column 0 (r = 1), column 2 is its negative (r = -1 with both), and
-        // column 3 is constant, so it is left out: mean |r| over the pairs of 0..3 is 1.
+        // Column 1 is 2 * column 0 (r = 1), and column 2 is its negative (r = -1 with both).
+        // Column 3 is constant and left out, so the mean |r| over the pairs of 0..3 is 1.
         let rows = [[1.0, 2.0, -1.0, 5.0], [2.0, 4.0, -2.0, 5.0], [4.0, 8.0, -4.0, 5.0]];
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
         let values = Tensor::from_slice(&flat).view([3, 4]);

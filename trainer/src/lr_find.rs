@@ -4,12 +4,10 @@
 //! Every probe starts from the same fresh weights and batch order (the configuration's
 //! seed), so probes differ only in their rate. Nothing is written to disk.
 //!
-//! - [`halving`] runs `steps` steps at a constant rate, starting at `start` and halving until
-//!   a probe is stable: every loss finite, no loss above [`BLOW_UP`] times the first, and the
-//!   mean of the last quarter of the losses below both the mean of the first quarter and 0.9
-//!   times the first loss. It
-//!   recommends half the largest stable rate: the short probe sees only the start of
-//!   training, and a full run needs a margin below the edge of stability.
+//! - [`halving`] runs probes of `steps` steps at a constant rate, starting at `start` and
+//!   halving until a probe is stable (see [`stability`]). It recommends half the largest stable
+//!   rate, because the short probe covers only the start of training and a full run needs a
+//!   margin below the edge of stability.
 //! - [`sweep`] raises the rate exponentially from `start` to `end` over `steps` steps (the
 //!   "LR range test" of Smith, "Cyclical Learning Rates for Training Neural Networks", 2017)
 //!   and stops once the smoothed loss exceeds four times its minimum. It recommends a tenth
@@ -18,10 +16,10 @@
 use crate::run::Trainer;
 use crate::{Result, TrainConfig};
 
-/// A probe is unstable when a loss exceeds this multiple of its first loss.
+/// Multiple of a probe's first loss above which the probe is unstable.
 pub const BLOW_UP: f64 = 2.0;
 
-/// A sweep stops once its smoothed loss exceeds this multiple of its minimum.
+/// Multiple of the minimum smoothed loss above which a sweep stops.
 pub const SWEEP_STOP: f64 = 4.0;
 
 /// One short run at a constant learning rate.
@@ -33,7 +31,7 @@ pub struct Probe {
     pub losses: Vec<f64>,
     /// Whether the probe counts as stable (see [`stability`]).
     pub stable: bool,
-    /// Why it is unstable, or the loss drop of a stable probe.
+    /// Reason the probe is unstable, or the loss drop of a stable probe.
     pub reason: String,
 }
 
@@ -48,7 +46,11 @@ pub struct Halving {
     pub recommended: Option<f64>,
 }
 
-/// Judges the losses of a probe: returns whether it is stable and a reason in words.
+/// Returns whether a probe's losses are stable, with the reason in words.
+///
+/// A stable probe has at least 4 losses, all finite and none above [`BLOW_UP`] times the
+/// first. The mean of its last quarter is below both the mean of the first quarter and 0.9
+/// times the first loss.
 pub fn stability(losses: &[f64]) -> (bool, String) {
     if let Some(step) = losses.iter().position(|loss| !loss.is_finite()) {
         return (false, format!("loss {} at step {}", losses[step], step + 1));
@@ -93,13 +95,13 @@ pub fn probe(config: &TrainConfig, lr: f64, steps: usize) -> Result<Probe> {
     Ok(Probe { lr, losses, stable, reason })
 }
 
-/// Halves the rate from `start` until a probe of `steps` steps is stable or the rate falls
-/// below `min`; `observe` sees each probe as it ends.
+/// Runs probes of `steps` steps, halving the rate from `start` until a probe is stable or the
+/// rate falls below `min`. Calls `observe` with each probe as it ends.
 ///
 /// # Errors
 ///
-/// [`crate::Error::Config`] for a `start` or `min` that is not positive, or `min > start`;
-/// the errors of [`probe`].
+/// [`crate::Error::Config`] unless `0 < min <= start` with both finite, and the errors of
+/// [`probe`].
 pub fn halving(
     config: &TrainConfig,
     start: f64,
@@ -151,14 +153,14 @@ pub struct Sweep {
     pub recommended: Option<f64>,
 }
 
-/// Raises the rate exponentially from `start` to `end` over `steps` steps from fresh weights,
-/// stopping early when the loss is not finite or its smoothed value exceeds four times its
-/// minimum.
+/// Raises the rate exponentially from `start` to `end` over `steps` steps from fresh weights.
+/// Stops early when the loss is not finite or its smoothed value exceeds [`SWEEP_STOP`] times
+/// its minimum.
 ///
 /// # Errors
 ///
-/// [`crate::Error::Config`] unless `0 < start < end` and `steps >= 2`; configuration,
-/// dataset and libtorch errors.
+/// [`crate::Error::Config`] unless `0 < start < end` with both finite and `steps >= 2`. Also
+/// configuration, dataset and libtorch errors.
 pub fn sweep(config: &TrainConfig, start: f64, end: f64, steps: usize) -> Result<Sweep> {
     if !(start.is_finite() && end.is_finite() && start > 0.0 && end > start && steps >= 2) {
         return Err(crate::Error::Config(format!(
@@ -195,26 +197,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn falling_finite_losses_are_stable() {
+    fn stability_accepts_falling_losses() {
         let (stable, reason) = stability(&[2.3, 2.2, 2.0, 1.9, 1.7, 1.6, 1.5, 1.4]);
         assert!(stable, "{reason}");
     }
 
     #[test]
-    fn a_nan_loss_is_unstable_and_named() {
+    fn stability_names_nan_loss_step() {
         let (stable, reason) = stability(&[2.3, 2.2, f64::NAN, 1.9]);
         assert!(!stable);
         assert!(reason.contains("step 3"), "{reason}");
     }
 
     #[test]
-    fn a_blow_up_is_unstable() {
+    fn stability_rejects_loss_blow_up() {
         let (stable, _) = stability(&[2.3, 5.0, 2.0, 1.9, 1.0, 0.9, 0.8, 0.7]);
         assert!(!stable);
     }
 
     #[test]
-    fn a_flat_loss_is_unstable() {
+    fn stability_rejects_flat_loss() {
         let (stable, reason) = stability(&[2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3]);
         assert!(!stable);
         assert!(reason.contains("did not fall"), "{reason}");

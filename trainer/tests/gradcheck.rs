@@ -119,8 +119,9 @@ fn wrong_input_gradient_fails() {
 
 #[test]
 fn wrong_parameter_gradient_fails() {
-    // A convolution whose weight enters as 2w - w with the first factor detached: the value
-    // is conv(x, w), but autograd's weight gradient has the opposite sign, relative error 2.
+    // The weight enters the convolution as 2w - w with the first factor detached. The value
+    // is conv(x, w), but autograd's weight gradient has the opposite sign, so the relative
+    // error is 2.
     let xs = input(&[2, 3, 6, 5]);
     let weight = parameter(&[4, 3, 3, 3]);
     let forward = |xs: &Tensor| {

@@ -31,7 +31,7 @@ pub struct GaussianProcess {
     length_scale: f64,
     noise_variance: f64,
     log_marginal_likelihood: f64,
-    /// Scores are normalised as `(score - score_mean) / score_scale`.
+    /// Mean of the observed scores. Scores are normalised as `(score - score_mean) / score_scale`.
     score_mean: f64,
     score_scale: f64,
 }
@@ -136,8 +136,9 @@ impl GaussianProcess {
     }
 }
 
-/// Expected improvement below `best` of a score predicted as normal with `mean` and `sd`, less a
-/// margin `xi >= 0` that favours exploration. With `sd == 0` it is `max(best - mean - xi, 0)`.
+/// Returns the expected improvement below `best` of a score predicted as normal with `mean` and
+/// `sd`, less a margin `xi >= 0` that favours exploration. With `sd == 0` it is
+/// `max(best - mean - xi, 0)`.
 pub fn expected_improvement(mean: f64, sd: f64, best: f64, xi: f64) -> f64 {
     let improvement = best - mean - xi;
     if sd <= 0.0 || sd.is_nan() {
@@ -148,21 +149,21 @@ pub fn expected_improvement(mean: f64, sd: f64, best: f64, xi: f64) -> f64 {
     (improvement * normal_cdf(z) + sd * normal_pdf(z)).max(0.0)
 }
 
-/// Standard normal cumulative distribution function, `Phi(z) = erfc(-z / sqrt 2) / 2`, with a
-/// relative error below 1.2e-7 for all `z`, through the Chebyshev fit of `erfc` from Numerical
-/// Recipes.
+/// Returns the standard normal cumulative distribution function `Phi(z) = erfc(-z / sqrt 2) / 2`.
+/// It uses the Chebyshev fit of `erfc` from Numerical Recipes, with a relative error below 1.2e-7
+/// for all `z`.
 pub fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
 }
 
-/// Standard normal density, `phi(z) = exp(-z^2 / 2) / sqrt(2 pi)`.
+/// Returns the standard normal density `phi(z) = exp(-z^2 / 2) / sqrt(2 pi)`.
 pub fn normal_pdf(z: f64) -> f64 {
     (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
 }
 
-/// Complementary error function by the Chebyshev fit `erfcc` of Numerical Recipes, with a
-/// stated fractional error below 1.2e-7 everywhere, tails included (`normal_cdf_reference_values`
-/// checks it down to `Phi(-10)`).
+/// Returns the complementary error function by the Chebyshev fit `erfcc` of Numerical Recipes.
+/// Its stated fractional error is below 1.2e-7 everywhere, tails included, and
+/// `normal_cdf_reference_values` checks it down to `Phi(-10)`.
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
@@ -216,8 +217,8 @@ fn check_data(x: &[Vec<f64>], y: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// Matern 5/2 kernel of unit variance: `(1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r)` with
-/// `r = |a - b| / length_scale`.
+/// Returns the Matern 5/2 kernel of unit variance, `(1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r)`
+/// with `r = |a - b| / length_scale`.
 fn matern52(a: &[f64], b: &[f64], length_scale: f64) -> f64 {
     let squared: f64 = a.iter().zip(b).map(|(ai, bi)| (ai - bi) * (ai - bi)).sum();
     let r = squared.sqrt() / length_scale;
@@ -262,8 +263,8 @@ fn fit_one(kernel: &[f64], n: usize, noise: f64, y: &[f64]) -> Option<(Vec<f64>,
     None
 }
 
-/// Lower Cholesky factor of a symmetric `n * n` row-major matrix, or None when it is not
-/// positive definite in floating point.
+/// Returns the lower Cholesky factor of a symmetric `n * n` row-major matrix, or None when the
+/// matrix is not positive definite in floating point.
 fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; n * n];
     for i in 0..n {
@@ -335,7 +336,7 @@ mod tests {
 
     #[test]
     fn gp_uncertain_far_from_data() {
-        // A smooth rise over [0, 0.3]; the scores have mean 1.15 and standard deviation 0.112.
+        // A smooth rise over [0, 0.3]. The scores have mean 1.15 and standard deviation 0.112.
         let xs = [0.0, 0.1, 0.2, 0.3];
         let ys = [1.0, 1.1, 1.2, 1.3];
         let gp = GaussianProcess::fit(&one_d(&xs), &ys).unwrap();
@@ -344,7 +345,7 @@ mod tests {
         println!("sd at an observation {sd_near:.4}, sd far away {sd_far:.4}");
         assert!(sd_near < 0.2 * sd_far, "near {sd_near}, far {sd_far}");
         assert!(sd_far > 0.05, "far {sd_far}");
-        // Far away the prior returns: the mean reverts towards the mean score.
+        // Far from the data the prior takes over, so the mean reverts towards the mean score.
         assert!((mean_far - 1.15).abs() < 0.1, "mean far away {mean_far}");
     }
 

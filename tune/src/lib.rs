@@ -27,11 +27,12 @@
 //!
 //! The model ([`GaussianProcess`]) is a zero-mean Gaussian process on the unit cube, fitted to
 //! scores normalised to mean 0 and standard deviation 1. Its kernel is the Matern 5/2 kernel
-//! with one length scale `l` shared by all axes: with `r = |x - x'| / l`,
+//! with one length scale `l` shared by all axes. With `r = |x - x'| / l`, it is
 //! `k(r) = (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r)`. An observation noise variance is added
-//! to the diagonal. The length scale and the noise are chosen from a fixed grid by maximising the log
-//! marginal likelihood `-y^T K^-1 y / 2 - ln det K / 2 - n ln(2 pi) / 2`, computed through a
-//! Cholesky factor of `K`. A factor that fails gets a growing jitter on the diagonal.
+//! to the diagonal. The length scale and the noise are chosen from a fixed grid by maximising
+//! the log marginal likelihood `-y^T K^-1 y / 2 - ln det K / 2 - n ln(2 pi) / 2`, computed
+//! through a Cholesky factor of `K`. When a factorisation fails, it is retried with a growing
+//! jitter on the diagonal.
 //!
 //! Expected improvement for minimisation, with `best` the lowest score so far, mean `m`,
 //! standard deviation `s` and margin `xi`, is `EI = (best - m - xi) Phi(z) + s phi(z)` where
@@ -63,7 +64,7 @@ pub enum Error {
         /// The reason it is invalid.
         reason: String,
     },
-    /// A search space is invalid (empty, duplicate names).
+    /// A search space is invalid (no parameters, or a duplicate name).
     #[error("search space: {0}")]
     Space(String),
     /// A point does not fit the space (missing or extra key, value of the wrong kind).

@@ -170,7 +170,7 @@ impl Param {
     }
 
     /// Checks that `v` is a value of this parameter: a number inside the range, an integer for
-    /// an integer range, one of the listed choices.
+    /// an integer range, or one of the listed choices. The error names the parameter and value.
     pub fn check(&self, v: &Value) -> std::result::Result<(), String> {
         match (self, v) {
             (Param::Float { low, high, .. }, Value::Float(_) | Value::Int(_)) => {
@@ -301,12 +301,12 @@ impl fmt::Display for Param {
 /// of grid nesting and of table columns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Space {
-    /// The parameters; names are unique.
+    /// The parameters, with unique names.
     pub params: Vec<Param>,
 }
 
 impl Space {
-    /// Makes a space from parameters.
+    /// Creates a space from parameters, in axis order.
     ///
     /// # Errors
     ///
@@ -363,7 +363,8 @@ impl Space {
         Ok(unit)
     }
 
-    /// Decodes a unit-cube vector (one coordinate per parameter; missing ones read as 0).
+    /// Decodes a unit-cube vector with one coordinate per parameter, in space order. Missing
+    /// coordinates read as 0.
     pub fn decode(&self, u: &[f64]) -> Point {
         self.params
             .iter()
@@ -711,7 +712,8 @@ mod tests {
             (0..n).filter(|_| space.sample(&mut rng)["lr"].as_f64().unwrap() < 0.01).count();
         let fraction = below as f64 / n as f64;
         println!("fraction below the geometric mean: {fraction:.4}");
-        // Standard error of a binomial fraction at n = 20000 is 0.0035; 0.02 is over 5 of them.
+        // The standard error of a binomial fraction at n = 20000 is 0.0035, so 0.02 is over 5
+        // standard errors.
         assert!((fraction - 0.5).abs() < 0.02, "{fraction}");
     }
 

@@ -30,9 +30,9 @@ pub enum Strategy {
     Random,
     /// Random draws first, then the maximum of expected improvement under a Gaussian process.
     Bayes {
-        /// Random trials before the first model-based one; 0 means `max(3, 2 * dims)`.
+        /// Random trials before the first model-based one. 0 means `max(3, 2 * dims)`.
         initial: usize,
-        /// Uniform random candidates scored per proposal; a quarter as many again are local
+        /// Uniform random candidates scored per proposal. A quarter as many again are local
         /// perturbations of the best point so far.
         candidates: usize,
     },
@@ -153,8 +153,8 @@ pub fn propose(
     }
 }
 
-/// The generator of trial `index`: stream `index` of a ChaCha8 generator keyed by `seed`, so
-/// that trials draw independent numbers without depending on each other.
+/// Returns the generator of trial `index`, stream `index` of a ChaCha8 generator keyed by
+/// `seed`, so that a trial's draws do not depend on how many numbers earlier trials drew.
 fn trial_rng(seed: u64, index: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index as u64);
@@ -195,8 +195,8 @@ fn propose_bayes(
     let sd = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / y.len() as f64).sqrt();
     let xi = 0.01 * sd;
 
-    // Score every candidate at the point that will actually be tried: integer and choice
-    // coordinates are snapped to the centre of their value's encoding.
+    // Score each candidate at the point that will actually be tried, so integer and choice
+    // coordinates are snapped to the encoding of the value they decode to.
     let pool = candidate_pool(space.dims(), candidates, &x[best_index], rng);
     let mut scored: Vec<(f64, f64, Vec<f64>)> = pool
         .into_iter()
@@ -214,8 +214,8 @@ fn propose_bayes(
     Ok(Some(space.decode(&chosen.2)))
 }
 
-/// Uniform points in the unit cube, then a quarter as many perturbations of `best` with
-/// uniform offsets of half-width 0.01, 0.05 and 0.15 in turn, clamped to the cube.
+/// Draws `candidates` uniform points in the unit cube, then a quarter as many perturbations of
+/// `best` with uniform offsets of half-width 0.01, 0.05 and 0.15 in turn, clamped to the cube.
 fn candidate_pool(
     dims: usize,
     candidates: usize,
@@ -253,8 +253,8 @@ fn snap(space: &Space, u: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Compares points key by key, numbers with a relative tolerance of 1e-12 so that a point that
-/// went through a text format without exact float round trips still matches.
+/// Returns whether two points have the same keys and values. Numbers match within a relative
+/// tolerance of 1e-12, so that a point that went through a lossy text format still matches.
 fn same_point(a: &Point, b: &Point) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
 }
@@ -334,12 +334,26 @@ mod tests {
         }
         assert_eq!(seen, space.grid(2));
 
-        // A tried point that went through a lossy float format still counts as tried.
-        let mut lossy = space.grid(2)[0].clone();
-        lossy.insert("a".into(), Value::Float(1e-300));
-        let first = propose(&space, &strategy, 0, &[trial(0, lossy, Some(1.0))]).unwrap();
+        // The tolerance is relative, so 1e-300 differs from the grid value 0 and the grid
+        // point is still untried.
+        let mut tiny = space.grid(2)[0].clone();
+        tiny.insert("a".into(), Value::Float(1e-300));
+        let first = propose(&space, &strategy, 0, &[trial(0, tiny, Some(1.0))]).unwrap();
         assert_eq!(first, Some(space.grid(2)[0].clone()));
         assert!(same_value(&Value::Float(0.1 + 0.2), &Value::Float(0.3)));
+
+        // A tried point that went through a lossy float format still counts as tried.
+        let mut lossy = space.grid(2)[2].clone();
+        lossy.insert("a".into(), Value::Float(1.0 - 1e-15));
+        let history: Vec<Trial> = space.grid(2)[..2]
+            .iter()
+            .cloned()
+            .chain([lossy])
+            .enumerate()
+            .map(|(i, point)| trial(i, point, Some(1.0)))
+            .collect();
+        let next = propose(&space, &strategy, 0, &history).unwrap();
+        assert_eq!(next, Some(space.grid(2)[3].clone()));
     }
 
     #[test]
@@ -361,7 +375,7 @@ mod tests {
 
     #[test]
     fn bayes_skips_failed_trials() {
-        // Two failed trials: Bayes has fewer than 2 observations and falls back to random
+        // Both trials failed, so Bayes has fewer than 2 observations and falls back to random
         // sampling of the trial's own stream.
         let space = space(&["x=lin:0..1"]);
         let strategy = Strategy::Bayes { initial: 1, candidates: 50 };

@@ -17,7 +17,7 @@ pub struct Trial {
     pub index: usize,
     /// The parameter values tried.
     pub point: crate::space::Point,
-    /// Score to minimise, for example the mean validation error over folds; None when the trial
+    /// Score to minimise, for example the mean validation error over folds. None when the trial
     /// failed.
     pub score: Option<f64>,
     /// Per-fold scores. JSON has no NaN, so a non-finite score is written as `null` and reads
@@ -66,15 +66,15 @@ impl TrialLog {
         &self.path
     }
 
-    /// Reads all trials, in file order, and none when the file does not exist.
+    /// Reads all trials in file order. Returns an empty list when the file does not exist.
     ///
     /// A last line without its final newline that does not parse is the remains of a crash
     /// during [`TrialLog::append`] and is skipped. Blank lines are skipped.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when reading fails, [`Error::Json`] naming the line of any other line that
-    /// is not a valid trial.
+    /// [`Error::Io`] when reading fails, and [`Error::Json`] with the line number when any other
+    /// line is not a valid trial.
     pub fn load(&self) -> Result<Vec<Trial>> {
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
@@ -167,10 +167,10 @@ pub fn best(trials: &[Trial]) -> Option<&Trial> {
         .min_by(|a, b| a.score.unwrap_or(f64::NAN).total_cmp(&b.score.unwrap_or(f64::NAN)))
 }
 
-/// Formats trials as a Markdown table: trial number (index + 1), each parameter in space order, score, each figure
-/// key (the union over all trials, in key order) and note. The best trial's index is marked
-/// with `*`. With `percent`, scores are fractions written as percentages with 2 decimals.
-/// Failed trials show `failed` as their score.
+/// Formats trials as a Markdown table with the columns trial number (index + 1), each parameter
+/// in space order, score, each figure key (the union over all trials, in key order) and note.
+/// The best trial's number is marked with `*`. With `percent`, scores are fractions written as
+/// percentages with 2 decimals. Failed trials show `failed` as their score.
 pub fn markdown_table(space: &Space, trials: &[Trial], percent: bool) -> String {
     let figure_keys: Vec<&String> = {
         let mut keys: Vec<&String> = trials.iter().flat_map(|t| t.figures.keys()).collect();
@@ -230,7 +230,7 @@ fn format_value(v: &Value) -> String {
     }
 }
 
-/// Four significant digits, in scientific notation outside `1e-3..1e5`.
+/// Formats `x` with four significant digits, in scientific notation outside `1e-3..1e5`.
 fn format_number(x: f64) -> String {
     if !x.is_finite() {
         return x.to_string();
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(lines[1], "| --- | --- | --- | --- | --- | --- |");
         assert_eq!(lines[2], "| 1 | 0.01235 | resnet20 | 8.12% | 12.50 |  |");
         assert_eq!(lines[3], "| 2 * | 0.1000 | resnet20 | 6.34% | 12.50 |  |");
-        assert_eq!(lines[4], "| 2 | 0.5000 | resnet20 | failed | 12.50 | diverged \\| loss nan |");
+        assert_eq!(lines[4], "| 3 | 0.5000 | resnet20 | failed | 12.50 | diverged \\| loss nan |");
 
         let plain = markdown_table(&space, &trials[..1], false);
         assert!(plain.contains("| 1 * | 0.01235 | resnet20 | 0.08120 |"), "{plain}");

@@ -2,8 +2,9 @@
 
 use expanse_tune::{propose, Point, Space, Strategy, Trial, TrialLog};
 
-/// Trials per search; a search that never gets within tolerance counts as `BUDGET + 1`.
+/// Trials per search. A search that never gets within tolerance counts as `BUDGET + 1`.
 const BUDGET: usize = 40;
+/// Seeds per strategy in a comparison.
 const SEEDS: u64 = 20;
 
 /// Candidates per Bayesian proposal, fewer than the default 2000 to keep the test fast.
@@ -17,14 +18,15 @@ fn float(point: &Point, name: &str) -> f64 {
     point[name].as_f64().unwrap()
 }
 
-/// `(x - 0.3)^2 + 0.1 sin(10 x)` on [0, 1]: a bowl with ripples, so it has a local minimum
-/// near 0.93 besides the global one near 0.442.
+/// Returns `(x - 0.3)^2 + 0.1 sin(10 x)` on [0, 1], a bowl with ripples. Besides the global
+/// minimum near 0.442 it has a local minimum at the boundary x = 0.
 fn rippled_bowl(point: &Point) -> f64 {
     let x = float(point, "x");
     (x - 0.3).powi(2) + 0.1 * (10.0 * x).sin()
 }
 
-/// The Branin function on x1 in [-5, 10], x2 in [0, 15]: three global minima of 0.397887.
+/// Returns the Branin function on x1 in [-5, 10], x2 in [0, 15], which has three global minima
+/// of 0.397887.
 fn branin(point: &Point) -> f64 {
     let (x1, x2) = (float(point, "x1"), float(point, "x2"));
     let pi = std::f64::consts::PI;
@@ -63,8 +65,8 @@ fn trials_to_find(
     BUDGET + 1
 }
 
-/// Mean trials to find the minimum over `SEEDS` seeds and the number of seeds that missed it,
-/// for Bayes and for random search.
+/// Returns the mean number of trials to find the minimum over `SEEDS` seeds and the number of
+/// seeds that missed it, for Bayes and then for random search.
 fn compare(
     space: &Space,
     f: fn(&Point) -> f64,
@@ -83,7 +85,7 @@ fn compare(
     (summary(&bayes), summary(&Strategy::Random))
 }
 
-/// Minimum of `rippled_bowl` by a scan of 1,000,001 points.
+/// Returns the minimum of `rippled_bowl`, found by a scan of 1,000,001 points.
 fn rippled_bowl_minimum() -> f64 {
     let space = space(&["x=lin:0..1"]);
     (0..=1_000_000)
@@ -152,7 +154,8 @@ fn resumed_search_matches_uninterrupted() {
     let whole = TrialLog::open(&dir.path().join("whole.jsonl")).unwrap();
     run_logged(&space, &strategy, 11, &whole, 14);
 
-    // The interrupted run stops after 9 trials; a fresh process opens the log and continues.
+    // The interrupted run stops after 9 trials. A new TrialLog continues it, as a restarted
+    // process would.
     let path = dir.path().join("resumed.jsonl");
     run_logged(&space, &strategy, 11, &TrialLog::open(&path).unwrap(), 9);
     run_logged(&space, &strategy, 11, &TrialLog::open(&path).unwrap(), 5);

@@ -9,14 +9,14 @@ use expanse_trainer::gradcheck::{self, LayerCheck, DEFAULT_THRESHOLD};
 /// Options of `train grad-check`.
 #[derive(clap::Args, Debug)]
 pub struct GradCheckArgs {
-    /// Layer types to check (comma separated; default all): conv, batchnorm, linear, maxpool,
+    /// Comma-separated layer types to check, all by default: conv, batchnorm, linear, maxpool,
     /// avgpool, relu, lrn, basic-block, basic-block-a, basic-block-c, plain-block,
     /// bottleneck-block, inception, inception-paper, cross-entropy.
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<String>,
 
-    /// Largest relative error |a - n| / max(|a|, |n|, 1e-3) of an entry that passes, with a
-    /// the autograd and n the central-difference gradient.
+    /// Maximum relative error |a - n| / max(|a|, |n|, 1e-3) of an entry that passes, where a is
+    /// the autograd gradient and n the central-difference gradient.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub threshold: f64,
 
@@ -32,7 +32,7 @@ pub struct GradCheckArgs {
 /// # Errors
 ///
 /// A [`UsageError`] for an unknown layer type (the message lists the known ones) or an
-/// invalid threshold; other errors when libtorch fails.
+/// invalid threshold. Other errors come from libtorch.
 pub fn run(args: &GradCheckArgs) -> anyhow::Result<bool> {
     let checks =
         gradcheck::check_layers(&args.layers, args.threshold, args.seed).map_err(|error| {

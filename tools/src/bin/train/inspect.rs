@@ -1,6 +1,6 @@
-//! `train inspect RUN`: pictures and numbers of a checkpoint's network. It writes
-//! first-layer filters, activation statistics of chosen layers, and weight and gradient
-//! histograms into a folder, and prints a table of the activation statistics.
+//! `train inspect RUN`: draws the first-layer filters, the activation statistics of chosen
+//! layers, and weight and gradient histograms of a checkpoint's network into a folder, and
+//! prints a table of the activation statistics.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use expanse_trainer::Trainer;
 
 /// Folder inside the run directory that receives the output by default.
 const DEFAULT_FOLDER: &str = "inspect";
-/// Bins of every histogram.
+/// Number of bins per histogram.
 const HISTOGRAM_BINS: usize = 40;
 
 /// Options of `train inspect`.
@@ -26,7 +26,8 @@ pub struct InspectArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Samples from the start of the split for the activation statistics and the gradients.
+    /// Number of samples, from the start of the split, for the activation statistics and the
+    /// gradients.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub samples: u64,
 
@@ -44,18 +45,22 @@ pub struct InspectArgs {
 /// Inspects the checkpoint of `args.run` and writes filters.png, activations.png,
 /// weights.png, gradients.png and inspect.json into the output folder.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    // A checkpoint file selects the run directory that contains it.
-    let run_dir =
-        if args.run.is_file() { args.run.parent().unwrap_or(&args.run) } else { &args.run };
+    // A checkpoint file selects the run directory that contains it. The parent of a bare file
+    // name is the empty path, which means the working directory.
+    let run_dir = match args.run.parent() {
+        Some(parent) if args.run.is_file() && parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) if args.run.is_file() => parent,
+        _ => args.run.as_path(),
+    };
     if !run_dir.is_dir() {
         let message = format!("run folder {} not found", args.run.display());
         return Err(UsageError(message).into());
     }
     let trainer = Trainer::open_for_evaluation(run_dir)
-        .with_context(|| format!("cannot open the run {}", run_dir.display()))?;
+        .with_context(|| format!("failed to open the run {}", run_dir.display()))?;
     let out = args.out.clone().unwrap_or_else(|| run_dir.join(DEFAULT_FOLDER));
     std::fs::create_dir_all(&out)
-        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+        .with_context(|| format!("failed to create the output folder {}", out.display()))?;
 
     let options = InspectOptions {
         samples: usize::try_from(args.samples).unwrap_or(usize::MAX),
@@ -64,10 +69,10 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         bins: HISTOGRAM_BINS,
     };
     let inspection = inspect::inspect(&trainer, &options)
-        .with_context(|| format!("cannot inspect the run {}", run_dir.display()))?;
+        .with_context(|| format!("failed to inspect the run {}", run_dir.display()))?;
 
     write_pictures(&inspection, &out)?;
-    let json = serde_json::to_vec_pretty(&inspection).context("cannot encode inspect.json")?;
+    let json = serde_json::to_vec_pretty(&inspection).context("failed to encode inspect.json")?;
     expanse_tools::write_file_atomically(&out.join("inspect.json"), &json)?;
     expanse_tools::print_stdout(&summary(&inspection, &out))
 }
@@ -78,7 +83,7 @@ fn write_pictures(inspection: &Inspection, out: &Path) -> anyhow::Result<()> {
     charts::register_font()?;
     if let Some(filters) = &inspection.filters {
         let png = charts::filter_grid(filters.shape, &filters.values)
-            .with_context(|| format!("cannot draw the filters of {}", filters.name))?;
+            .with_context(|| format!("failed to draw the filters of {}", filters.name))?;
         expanse_tools::write_file_atomically(&out.join("filters.png"), &png)?;
     }
 
@@ -122,7 +127,7 @@ fn write_pictures(inspection: &Inspection, out: &Path) -> anyhow::Result<()> {
     write_histograms(&out.join("gradients.png"), &gradients_title, &inspection.gradients)
 }
 
-/// Draws `histograms` as a grid into the PNG file `path`; nothing when there are none.
+/// Draws `histograms` as a grid into the PNG file `path`. Writes nothing when there are none.
 fn write_histograms(path: &Path, title: &str, histograms: &[Histogram]) -> anyhow::Result<()> {
     if histograms.is_empty() {
         return Ok(());

@@ -22,7 +22,7 @@ pub struct LrFindArgs {
     #[arg(long, default_value_t = 1e-5)]
     pub min: f64,
 
-    /// Steps of each halving probe, or of the whole sweep (default 50, sweep 300).
+    /// Training steps of each halving probe (default 50), or of the whole sweep (default 300).
     #[arg(long)]
     pub steps: Option<usize>,
 
@@ -31,12 +31,14 @@ pub struct LrFindArgs {
     #[arg(long)]
     pub sweep: bool,
 
-    /// PNG of the sweep (a CSV of its points is written next to it).
+    /// Output PNG of the sweep. A CSV of its points is written next to it, with the extension
+    /// .csv.
     #[arg(long, default_value = "lr-sweep.png")]
     pub out: PathBuf,
 }
 
-/// Runs the search and prints its result; returns whether it found a rate.
+/// Runs the halving search or the sweep and prints the result. Returns whether it found a
+/// rate.
 pub fn run(args: &LrFindArgs) -> anyhow::Result<bool> {
     let mut train = args.train.clone();
     // The run's own length and schedule do not matter to a probe at a constant rate.

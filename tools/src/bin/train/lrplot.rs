@@ -14,8 +14,9 @@ const COLOURS: [RGBColor; 3] =
 /// Colours of the vertical marks, in order.
 const MARK_COLOURS: [RGBColor; 2] = [RGBColor(214, 39, 40), RGBColor(148, 103, 189)];
 
-/// Writes the loss (thin) and its smoothed value (thick) against the learning rate, on a
-/// logarithmic rate axis, with the recommended rate marked.
+/// Writes a PNG of the loss (thin) and its smoothed value (thick) against the learning rate, on
+/// a logarithmic rate axis, with the rates of the lowest smoothed loss and the recommendation
+/// marked.
 pub fn write_sweep_plot(path: &Path, sweep: &Sweep) -> anyhow::Result<()> {
     let finite: Vec<(f64, f64, f64)> = sweep
         .points
@@ -43,13 +44,14 @@ pub fn write_sweep_plot(path: &Path, sweep: &Sweep) -> anyhow::Result<()> {
         ],
         marks,
     };
-    let png = chart.render().map_err(|error| anyhow!("cannot draw {}: {error}", path.display()))?;
+    let png =
+        chart.render().map_err(|error| anyhow!("failed to draw {}: {error}", path.display()))?;
     expanse_tools::write_file_atomically(path, &png)
 }
 
 /// One series of a [`LogChart`].
 pub struct Series<'a> {
-    /// Legend.
+    /// Legend label.
     pub label: &'a str,
     /// Points (x, y).
     pub points: Vec<(f64, f64)>,
@@ -59,7 +61,8 @@ pub struct Series<'a> {
     pub scatter: bool,
 }
 
-/// A chart of series against a logarithmic x axis, with vertical marks.
+/// A chart of series with vertical marks, against an x axis that is logarithmic when `log_x` is
+/// set.
 pub struct LogChart<'a> {
     /// Caption.
     pub title: &'a str,
@@ -71,7 +74,7 @@ pub struct LogChart<'a> {
     pub log_x: bool,
     /// The series, drawn in order.
     pub series: Vec<Series<'a>>,
-    /// Vertical lines at an x with a legend.
+    /// Vertical dashed lines, each at an x with its legend label.
     pub marks: Vec<(f64, String)>,
 }
 

@@ -22,7 +22,7 @@ pub struct TrainOptions {
     #[arg(long)]
     pub data: Option<PathBuf>,
 
-    /// Settings of a paper's recipe; options given explicitly override them. resnet-imagenet:
+    /// Settings of a paper's recipe. Options given explicitly override them. resnet-imagenet:
     /// scale jitter 256..480, 224 crop, flip, PCA lighting, batch 256, lr 0.1 divided by 10
     /// on plateaus, 120 epochs. resnet-cifar: pad-4 crop and flip, batch 128, lr 0.1 divided
     /// by 10 at epochs 82 and 123 of 164.
@@ -31,7 +31,7 @@ pub struct TrainOptions {
 
     /// Model: resnet18|34|50|101|152 (suffix -a, -b, -c picks the shortcut option),
     /// plain18..152, resnetD/plainD for CIFAR (D = 6n + 2), googlenet, googlenet-paper,
-    /// alexnet; `model list` shows them all.
+    /// alexnet. `model list` shows them all.
     #[arg(long, default_value = "resnet20")]
     pub model: String,
 
@@ -60,7 +60,7 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 50)]
     pub log_every: usize,
 
-    /// Epochs to train (default 10); with --resume, raises the run's total.
+    /// Epochs to train (default 10). With --resume, this raises the run's total.
     #[arg(long)]
     pub epochs: Option<usize>,
 
@@ -126,13 +126,14 @@ pub struct TrainOptions {
     #[arg(long)]
     pub dropout: Option<f64>,
 
-    /// Strength of the default crop-and-flip augmentation: the padding is --padding times it
-    /// (rounded) and the flip probability 0.5 times it (at most 0.5); 0 turns both off.
+    /// Strength of the default crop-and-flip augmentation, from 0 to 4. The padding is
+    /// --padding times it (rounded) and the flip probability 0.5 times it (at most 0.5), so 0
+    /// turns both off.
     #[arg(long, default_value_t = 1.0, conflicts_with = "recipe")]
     pub augment_strength: f64,
 
-    /// Training augmentation recipe (default: for fixed-shape sets, the crop and flip of
-    /// --padding and --no-flip with the set's mean and std; for photo sets, resnet-imagenet).
+    /// Training augmentation recipe. The default is resnet-imagenet for photo sets, and for
+    /// fixed-shape sets the crop and flip of --padding and --no-flip with the set's mean and std.
     #[arg(long, value_name = "NAME|FILE", long_help = recipe_help())]
     pub recipe: Option<String>,
 
@@ -141,7 +142,7 @@ pub struct TrainOptions {
     #[arg(long, value_name = "NAME|FILE")]
     pub eval_recipe: Option<String>,
 
-    /// Zero padding, in pixels, of the default random-crop augmentation; 0 disables cropping.
+    /// Zero padding, in pixels, of the default random-crop augmentation. 0 disables cropping.
     #[arg(long, default_value_t = 4, conflicts_with = "recipe")]
     pub padding: usize,
 
@@ -170,11 +171,12 @@ pub struct TrainOptions {
     pub train_split: String,
 
     /// Split to evaluate after each epoch (default: `test`, or `val` when the set has no
-    /// `test` split, as photo sets converted with a labelled validation folder).
+    /// `test` split, such as photo sets converted with a labelled validation folder).
     #[arg(long)]
     pub eval_split: Option<String>,
 }
 
+/// Learning-rate schedule of --schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleKind {
     Constant,
@@ -183,6 +185,7 @@ pub enum ScheduleKind {
     Plateau,
 }
 
+/// Paper recipe of --preset.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Preset {
     ResnetImagenet,
@@ -243,6 +246,8 @@ pub fn apply_preset(args: &mut TrainOptions, matches: &ArgMatches) {
     }
 }
 
+/// Builds the run configuration: opens the shard set, picks the evaluation split and the
+/// augmentation, and checks the schedule options.
 pub fn resolve_config(args: &TrainOptions) -> anyhow::Result<TrainConfig> {
     let Some(data) = args.data.clone() else {
         return Err(UsageError(
@@ -253,10 +258,10 @@ pub fn resolve_config(args: &TrainOptions) -> anyhow::Result<TrainConfig> {
         .into());
     };
     let shards = ShardSet::open(&data)
-        .with_context(|| format!("cannot open the shard set {}", data.display()))?;
+        .with_context(|| format!("failed to open the shard set {}", data.display()))?;
     // Stored absolute, so that `--resume` works from any working directory.
     let data = std::fs::canonicalize(&data)
-        .with_context(|| format!("cannot resolve the path {}", data.display()))?;
+        .with_context(|| format!("failed to resolve the path {}", data.display()))?;
     let split = shards.split(&args.train_split)?;
     let (train_augment, eval_augment) = resolve_augmentation(args, split)?;
     let has = |name: &str| shards.manifest().splits.iter().any(|s| s.name == name);

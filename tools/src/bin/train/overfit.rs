@@ -1,7 +1,8 @@
-//! `train overfit`: can the network drive the training error to zero on a few examples?
+//! `train overfit`: checks that the network can drive the training error to zero on a few
+//! examples.
 //!
 //! A network that cannot fit a few dozen examples has a bug (labels, loss, a layer) or far
-//! too little capacity or learning rate; one that can is ready for the full data. The check
+//! too little capacity or learning rate. One that can is ready for the full data. The check
 //! trains on `--samples` records of the training split with augmentation, weight decay, L1
 //! decay, dropout and label smoothing off, at a constant learning rate, and after every epoch
 //! evaluates the same records with the evaluation preprocessing. It stops at the first epoch
@@ -23,11 +24,11 @@ pub struct OverfitArgs {
     #[command(flatten)]
     pub train: TrainOptions,
 
-    /// Training examples, drawn from the training split by --seed.
+    /// Number of training examples, drawn from the training split by --seed.
     #[arg(long, default_value_t = 64)]
     pub samples: usize,
 
-    /// Most epochs (passes over the examples) before the verdict.
+    /// Maximum number of epochs (passes over the examples) before the verdict.
     #[arg(long, default_value_t = 200)]
     pub max_epochs: usize,
 
@@ -58,12 +59,12 @@ pub fn run(args: &OverfitArgs) -> anyhow::Result<bool> {
     let run_dir = match &args.run_dir {
         Some(dir) => dir.clone(),
         None => {
-            temporary = tempfile::tempdir().context("cannot create a temporary run folder")?;
+            temporary = tempfile::tempdir().context("failed to create a temporary run folder")?;
             temporary.path().join("overfit")
         }
     };
     let mut trainer = Trainer::create(config, &run_dir)
-        .with_context(|| format!("cannot start a run in {}", run_dir.display()))?;
+        .with_context(|| format!("failed to start a run in {}", run_dir.display()))?;
     let config = trainer.config().clone();
     println!(
         "{} on {} examples of {} (split {}), batch {}, lr {}, up to {} epochs",

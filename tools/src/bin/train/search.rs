@@ -1,9 +1,9 @@
 //! `train search`: hyperparameter search with k-fold cross-validation on the training split.
 //!
-//! Each trial takes a point from the strategy (grid, random or Bayesian, see
-//! [`expanse_tune`]), trains one run per fold on the other folds and evaluates it on the held
-//! out fold, and scores the point by the mean final error over the folds. The folds are
-//! stratified by class and the same for every trial. Everything lives in `--out`:
+//! Each trial takes a point from the strategy (grid, random or Bayesian, see [`expanse_tune`]).
+//! For each fold it trains one run on the other folds and evaluates it on the held-out fold.
+//! The point's score is the mean final error over the folds. The folds are stratified by class
+//! and the same for every trial. Everything is written to `--out`:
 //! `search.json` (the settings), `trials.jsonl` (one line per finished trial),
 //! `results.md` (the table), `search.png` (error per trial and best so far) and one run
 //! directory per trial and fold. A stopped search continues where it stopped when the same
@@ -26,7 +26,7 @@ use crate::lrplot::{LogChart, Series};
 use crate::options::{resolve_config, TrainOptions};
 use expanse_tools::UsageError;
 
-/// Parameters a search can turn, and the training option each sets.
+/// Names of the parameters a search can vary, for error messages.
 const PARAMS: &str = "lr, momentum, weight-decay, l1-decay, batch-size, epochs, model, depth \
     (CIFAR ResNet depth: model resnetD), augment-strength, dropout, label-smoothing";
 
@@ -43,12 +43,14 @@ pub struct SearchArgs {
     #[arg(long = "param", value_name = "SPEC", required = true)]
     pub params: Vec<String>,
 
-    /// grid (3 values per range), grid:N, random, bayes (Gaussian process and expected
-    /// improvement after max(3, 2 x parameters) random trials) or bayes:N.
+    /// Search strategy: grid (3 values per range), grid:N, random, bayes (Gaussian process and
+    /// expected improvement after max(3, 2 x parameters) random trials) or bayes:N (N random
+    /// trials first).
     #[arg(long, default_value = "bayes")]
     pub strategy: String,
 
-    /// Trials in all, counting those of earlier sessions (a grid stops when exhausted).
+    /// Total number of trials, including those of earlier runs of the same search. A grid
+    /// search stops early when it is exhausted.
     #[arg(long, default_value_t = 20)]
     pub trials: usize,
 
@@ -61,12 +63,13 @@ pub struct SearchArgs {
     #[arg(long)]
     pub records: Option<usize>,
 
-    /// Search folder (created; an existing one with the same settings is resumed).
+    /// Search folder. It is created when missing, and an existing one with the same settings
+    /// is resumed.
     #[arg(long)]
     pub out: PathBuf,
 }
 
-/// The settings that make a search; a resumed search must have the same.
+/// Settings that define a search. A resumed search must have the same settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Settings {
     params: Vec<String>,
@@ -83,7 +86,7 @@ const TRIALS_FILE: &str = "trials.jsonl";
 const TABLE_FILE: &str = "results.md";
 const PLOT_FILE: &str = "search.png";
 
-/// Runs the search; returns whether at least one trial succeeded.
+/// Runs the search and returns whether at least one trial succeeded.
 pub fn run(args: &SearchArgs) -> anyhow::Result<bool> {
     let space = Space::parse(&args.params).map_err(|error| UsageError(error.to_string()))?;
     for param in &space.params {
@@ -186,14 +189,16 @@ fn open_search(out: &Path, settings: &Settings) -> anyhow::Result<()> {
     let path = out.join(SETTINGS_FILE);
     if path.exists() {
         let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+            .with_context(|| format!("failed to read {}", path.display()))?;
         let stored: Settings = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a search settings file", path.display()))?;
         if &stored != settings {
+            let differences = differing_fields(&stored, settings)?;
             bail!(UsageError(format!(
-                "{} holds a search with other settings (parameters, strategy, folds, records, \
-                 seed or training options); choose another --out or repeat its command",
-                out.display()
+                "{} contains a search with other settings ({}: stored vs requested); choose \
+                 another --out or repeat its command",
+                out.display(),
+                differences.join(", ")
             )));
         }
         return Ok(());
@@ -204,9 +209,43 @@ fn open_search(out: &Path, settings: &Settings) -> anyhow::Result<()> {
             out.display()
         )));
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("failed to create {}", out.display()))?;
     let text = serde_json::to_string_pretty(settings)? + "\n";
     expanse_tools::write_file_atomically(&path, text.as_bytes())
+}
+
+/// Returns `name stored vs requested` for each setting that differs, training options by their
+/// configuration key (`base.lr`).
+fn differing_fields(stored: &Settings, requested: &Settings) -> anyhow::Result<Vec<String>> {
+    let stored = serde_json::to_value(stored)?;
+    let requested = serde_json::to_value(requested)?;
+    let null = serde_json::Value::Null;
+    let mut differences = Vec::new();
+    let keys = |value: &serde_json::Value| -> Vec<String> {
+        value.as_object().map(|map| map.keys().cloned().collect()).unwrap_or_default()
+    };
+    let mut names = keys(&stored);
+    names.extend(keys(&requested).into_iter().filter(|key| stored.get(key).is_none()));
+    for name in names {
+        let (old, new) =
+            (stored.get(&name).unwrap_or(&null), requested.get(&name).unwrap_or(&null));
+        if old == new {
+            continue;
+        }
+        if name == "base" && old.is_object() && new.is_object() {
+            let mut fields = keys(old);
+            fields.extend(keys(new).into_iter().filter(|key| old.get(key).is_none()));
+            for field in fields {
+                let (a, b) = (old.get(&field).unwrap_or(&null), new.get(&field).unwrap_or(&null));
+                if a != b {
+                    differences.push(format!("base.{field} {a} vs {b}"));
+                }
+            }
+        } else {
+            differences.push(format!("{name} {old} vs {new}"));
+        }
+    }
+    Ok(differences)
 }
 
 /// Applies a point's values to the base options and returns the configuration.
@@ -253,7 +292,8 @@ impl Observer for StopFlag<'_> {
     }
 }
 
-/// Runs every fold of trial `index`; returns `None` when stopped by Ctrl-C.
+/// Runs every fold of trial `index` and returns the trial, or `None` when Ctrl-C stopped it.
+/// A configuration error or a diverged fold gives a failed trial with a note.
 fn run_trial(
     args: &SearchArgs,
     settings: &Settings,
@@ -301,7 +341,7 @@ fn run_trial(
                 return Ok(Some(trial));
             }
             Err(error) => {
-                return Err(error).with_context(|| format!("cannot start {}", run_dir.display()))
+                return Err(error).with_context(|| format!("failed to start {}", run_dir.display()))
             }
         };
         let summary = match trainer.fit(&mut StopFlag(stop)) {
@@ -329,7 +369,7 @@ fn run_trial(
     Ok(Some(trial))
 }
 
-/// One line per finished trial.
+/// Formats the progress line of a finished trial.
 fn trial_line(trial: &Trial, total: usize) -> String {
     let values: Vec<String> =
         trial.point.iter().map(|(name, value)| format!("{name}={}", short(value))).collect();
@@ -344,10 +384,11 @@ fn trial_line(trial: &Trial, total: usize) -> String {
     format!("trial {}/{total}  {}  {result}", trial.index + 1, values.join(" "))
 }
 
-/// A value with at most 4 significant digits.
+/// Formats a value, rounding a float to 4 significant digits.
 fn short(value: &Value) -> String {
     match value {
-        Value::Float(v) => format!("{v:.4}"),
+        // Rounding through scientific notation keeps small values such as 1.2345e-5 readable.
+        Value::Float(v) => format!("{v:.3e}").parse::<f64>().unwrap_or(*v).to_string(),
         other => other.to_string(),
     }
 }
@@ -379,6 +420,7 @@ fn write_reports(out: &Path, space: &Space, history: &[Trial]) -> anyhow::Result
         ],
         marks: Vec::new(),
     };
-    let png = chart.render().map_err(|error| anyhow::anyhow!("cannot draw the plot: {error}"))?;
+    let png =
+        chart.render().map_err(|error| anyhow::anyhow!("failed to draw the plot: {error}"))?;
     expanse_tools::write_file_atomically(&out.join(PLOT_FILE), &png)
 }
