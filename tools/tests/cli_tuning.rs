@@ -141,5 +141,5 @@ fn lr_find_rejects_min_above_max() {
     let run =
         common::train(&["lr-find", "--data", data.to_str().unwrap(), "--min", "1", "--max", "0.1"]);
     let line = assert_one_line_error(&run, 2);
-    assert!(line.contains("start 0.1 and min 1"), "{line}");
+    assert!(line.contains("got --min 1 and --max 0.1"), "{line}");
 }

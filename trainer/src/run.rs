@@ -106,7 +106,7 @@ impl Trainer {
             )));
         }
         // Build first, so that a bad model name or data path leaves no folder behind.
-        let trainer = Self::build(config, run_dir)?;
+        let trainer = Self::build(config, run_dir, true)?;
         std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
         trainer.config.save(run_dir)?;
         Ok(trainer)
@@ -140,7 +140,7 @@ impl Trainer {
             }
             None => false,
         };
-        let mut trainer = Self::build(config, run_dir)?;
+        let mut trainer = Self::build(config, run_dir, true)?;
 
         let path = run_dir.join(CHECKPOINT_FILE);
         if !path.exists() {
@@ -172,7 +172,7 @@ impl Trainer {
     pub fn open_for_evaluation(run_dir: &Path) -> Result<Self> {
         let config = TrainConfig::load(run_dir)?;
         config.validate()?;
-        let mut trainer = Self::build(config, run_dir)?;
+        let mut trainer = Self::build(config, run_dir, true)?;
         let path = run_dir.join(CHECKPOINT_FILE);
         if !path.exists() {
             return Err(Error::Config(format!(
@@ -185,14 +185,15 @@ impl Trainer {
     }
 
     /// Builds a trainer for `config` that writes no file: for short probes from fresh weights,
-    /// such as the learning-rate search (see [`Trainer::probe_steps`]).
+    /// such as the learning-rate search (see [`Trainer::probe_steps`]). The shard set needs
+    /// only the training split.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid configuration; dataset errors.
     pub fn probe(config: TrainConfig) -> Result<Self> {
         config.validate()?;
-        Self::build(config, Path::new(""))
+        Self::build(config, Path::new(""), false)
     }
 
     /// Takes `steps` optimizer steps from the current weights, step `i` at learning rate
@@ -247,7 +248,9 @@ impl Trainer {
         Ok(losses)
     }
 
-    fn build(config: TrainConfig, run_dir: &Path) -> Result<Self> {
+    /// Builds the trainer. `evaluates` is false for a probe, which never opens the evaluation
+    /// split, so a set without one can still be probed.
+    fn build(config: TrainConfig, run_dir: &Path, evaluates: bool) -> Result<Self> {
         tch::set_num_threads(config.threads as i32);
         let device = device::resolve(&config.compute.device)?;
         config.compute.precision.check(device)?;
@@ -279,9 +282,11 @@ impl Trainer {
         };
         // Check that the augmentations fit the splits now, before a run folder exists.
         let train = select(&shards, &config, selected.as_ref(), &config.train_split)?;
-        let eval = select(&shards, &config, selected.as_ref(), &config.eval_split)?;
         Loader::new(&train, config.train_augment.clone(), PlanOptions::default(), 1)?;
-        Loader::new(&eval, config.eval_augment.clone(), PlanOptions::default(), 1)?;
+        if evaluates {
+            let eval = select(&shards, &config, selected.as_ref(), &config.eval_split)?;
+            Loader::new(&eval, config.eval_augment.clone(), PlanOptions::default(), 1)?;
+        }
 
         let vs = nn::VarStore::new(device);
         let model = {

@@ -40,6 +40,13 @@ pub struct LrFindArgs {
 /// Runs the halving search or the sweep and prints the result. Returns whether it found a
 /// rate.
 pub fn run(args: &LrFindArgs) -> anyhow::Result<bool> {
+    if !(args.min.is_finite() && args.max.is_finite() && args.min > 0.0 && args.min <= args.max) {
+        return Err(UsageError(format!(
+            "--min must be positive and at most --max, got --min {} and --max {}",
+            args.min, args.max
+        ))
+        .into());
+    }
     let mut train = args.train.clone();
     // The run's own length and schedule do not matter to a probe at a constant rate.
     train.epochs.get_or_insert(1);
