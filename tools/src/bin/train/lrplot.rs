@@ -96,6 +96,10 @@ impl LogChart<'_> {
             ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
         let (y_min, y_max) = if y_min < y_max { (y_min, y_max) } else { (0.0, 1.0) };
         let pad = 0.05 * (y_max - y_min);
+        // Headroom above the data for the legend box (about 24 px a row on a plot about 400 px
+        // high), so that the box never covers a point.
+        let rows = (self.series.len() + self.marks.len()) as f64;
+        let top = y_max + pad + (y_max - y_min) * (24.0 * rows + 16.0) / 400.0;
 
         let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
         // The two axis kinds are different types in plotters, so the drawing is written once
@@ -109,7 +113,7 @@ impl LogChart<'_> {
                     .margin(20)
                     .x_label_area_size(50)
                     .y_label_area_size(70)
-                    .build_cartesian_2d($x_range, (y_min - pad)..(y_max + pad))?;
+                    .build_cartesian_2d($x_range, (y_min - pad)..top)?;
                 chart
                     .configure_mesh()
                     .x_desc(self.x_desc)
@@ -125,7 +129,8 @@ impl LogChart<'_> {
                     let points = &series.points;
                     if series.scatter {
                         let dots = points.iter().map(|&p| Circle::new(p, 5, style.filled()));
-                        chart.draw_series(dots)?.label(series.label).legend(legend);
+                        let dot = move |(x, y)| Circle::new((x + 12, y), 5, style.filled());
+                        chart.draw_series(dots)?.label(series.label).legend(dot);
                     } else {
                         let line = LineSeries::new(points.clone(), style);
                         chart.draw_series(line)?.label(series.label).legend(legend);
@@ -133,7 +138,7 @@ impl LogChart<'_> {
                 }
                 for (index, (x, label)) in self.marks.iter().enumerate() {
                     let style = MARK_COLOURS[index % MARK_COLOURS.len()].stroke_width(2);
-                    let line = [(*x, y_min - pad), (*x, y_max + pad)];
+                    let line = [(*x, y_min - pad), (*x, top)];
                     chart
                         .draw_series(DashedLineSeries::new(line, 8, 6, style))?
                         .label(format!("{label} {x:.2e}"))

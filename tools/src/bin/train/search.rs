@@ -145,7 +145,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<bool> {
     match expanse_tune::best(&history) {
         Some(best) => {
             let values: Vec<String> =
-                best.point.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                best.point.iter().map(|(name, value)| format!("{name}={}", short(value))).collect();
             println!(
                 "best trial {}: {}  cross-validation error {:.2}%",
                 best.index + 1,
