@@ -146,3 +146,23 @@ fn inspect_folder_without_checkpoint() {
     let line = assert_one_line_error(&out, 1);
     assert_mentions(&line, &temp.path().display().to_string());
 }
+
+#[test]
+fn inspect_failure_creates_no_folder() {
+    let temp = tempfile::tempdir().unwrap();
+    let run_dir = one_epoch_run(temp.path());
+    let out = temp.path().join("pictures");
+
+    let run = common::train(&[
+        "inspect",
+        run_dir.to_str().unwrap(),
+        "--split",
+        "nosuch",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+
+    let line = assert_one_line_error(&run, 1);
+    assert_mentions(&line, "nosuch");
+    assert!(!out.exists(), "a failed inspection created {}", out.display());
+}

@@ -271,6 +271,8 @@ fn train_names_missing_eval_split() {
         "resnet8".as_ref(),
         "--epochs".as_ref(),
         "1".as_ref(),
+        "--batch-size".as_ref(),
+        "2".as_ref(),
         "--run-dir".as_ref(),
         run_dir.as_os_str(),
     ]);

@@ -119,3 +119,30 @@ fn search_rejects_unknown_param_and_strategy() {
     assert!(line.contains("annealing"), "{line}");
     assert!(!out.exists(), "a rejected search created {}", out.display());
 }
+
+#[test]
+fn search_rejects_invalid_values_upfront() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = tiny_shard_set(temp.path(), 64, 16);
+    let out = temp.path().join("search");
+    let cases: [(&[&str], &str); 6] = [
+        (&["--param", "depth=int:8..20"], "depth can take the invalid value 9"),
+        (&["--param", "epochs=lin:1..2"], "epochs takes whole numbers"),
+        (&["--param", "dropout=lin:0..1.5"], "dropout can take the invalid value 1.5"),
+        (&["--param", "model=choice:resnet8,nosuch"], "unknown model \"nosuch\""),
+        (
+            &["--param", "model=choice:resnet8,resnet14", "--param", "depth=choice:8,20"],
+            "both choose",
+        ),
+        (&["--records", "65"], "--records must be in 1..=64"),
+    ];
+    for (extra, expected) in cases {
+        let run = search(&data, &out, "1", extra);
+        let line = assert_one_line_error(&run, 2);
+        assert!(line.contains(expected), "{extra:?}: {line}");
+    }
+    let folds = search(&data, &out, "1", &["--records", "3", "--folds", "4"]);
+    let line = assert_one_line_error(&folds, 2);
+    assert!(line.contains("--folds 4 exceeds the 3 records"), "{line}");
+    assert!(!out.exists(), "a rejected search created {}", out.display());
+}

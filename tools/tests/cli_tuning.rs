@@ -143,3 +143,30 @@ fn lr_find_rejects_min_above_max() {
     let line = assert_one_line_error(&run, 2);
     assert!(line.contains("got --min 1 and --max 0.1"), "{line}");
 }
+
+#[test]
+fn lr_find_rejects_csv_out_and_big_batch() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = common::tiny_shard_set(temp.path(), 64, 16);
+    let data = data.to_str().unwrap();
+    let csv = temp.path().join("sweep.csv");
+
+    let csv = csv.to_str().unwrap();
+    let run =
+        common::train(&["lr-find", "--sweep", "--data", data, "--batch-size", "32", "--out", csv]);
+    let line = assert_one_line_error(&run, 2);
+    assert!(line.contains("names the CSV"), "{line}");
+
+    let batch = common::train(&["lr-find", "--data", data, "--batch-size", "65"]);
+    let line = assert_one_line_error(&batch, 2);
+    assert!(line.contains("batch size 65 exceeds the 64 training records"), "{line}");
+}
+
+#[test]
+fn overfit_rejects_zero_samples() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = common::tiny_shard_set(temp.path(), 64, 16);
+    let run = common::train(&["overfit", "--data", data.to_str().unwrap(), "--samples", "0"]);
+    let line = assert_one_line_error(&run, 2);
+    assert!(line.contains("--samples must be at least 1, got 0"), "{line}");
+}

@@ -49,7 +49,7 @@ pub enum Error {
     /// The training loss became NaN or infinite.
     #[error(
         "training diverged at epoch {epoch}, batch {position}: loss {loss} at learning rate \
-         {lr}; the last checkpoint is intact, lower --lr or add --warmup-epochs"
+         {lr}; an earlier checkpoint, if any, is kept; lower --lr or add --warmup-epochs"
     )]
     Diverged {
         /// Epoch (1-based) in progress.
@@ -64,8 +64,8 @@ pub enum Error {
 
     /// The evaluation loss became NaN or infinite; nothing of that epoch is logged.
     #[error(
-        "evaluation diverged after epoch {epoch}, batch {position}: loss {loss}; the last \
-         checkpoint is intact, lower --lr or check the checkpoint"
+        "evaluation diverged after epoch {epoch}, batch {position}: loss {loss}; an earlier \
+         checkpoint, if any, is kept; lower --lr or check the checkpoint"
     )]
     NonFiniteEval {
         /// Epoch (1-based) just trained.

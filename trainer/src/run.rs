@@ -282,6 +282,19 @@ impl Trainer {
         };
         // Check that the augmentations fit the splits now, before a run folder exists.
         let train = select(&shards, &config, selected.as_ref(), &config.train_split)?;
+        // A batch is never larger than the data, and a larger setting would only allocate
+        // memory for records that do not exist.
+        if config.batch_size > train.len() {
+            return Err(Error::Config(format!(
+                "batch size {} exceeds the {} training records of split {} of {}; use a batch \
+                 size of at most {}",
+                config.batch_size,
+                train.len(),
+                config.train_split,
+                config.data.display(),
+                train.len()
+            )));
+        }
         Loader::new(&train, config.train_augment.clone(), PlanOptions::default(), 1)?;
         if evaluates {
             let eval = select(&shards, &config, selected.as_ref(), &config.eval_split)?;

@@ -200,7 +200,7 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
     let photo_flags = args.photos.given();
     if !photo_flags.is_empty() {
         return Err(UsageError(format!(
-            "{} only apply to photo collections; {} is a {} dataset",
+            "{} only apply to photo collections, and {} is in the {} format",
             photo_flags.join(", "),
             src.display(),
             detect(&src).map(|kind| kind.name()).unwrap_or("known")

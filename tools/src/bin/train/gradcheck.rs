@@ -34,26 +34,48 @@ pub struct GradCheckArgs {
 /// A [`UsageError`] for an unknown layer type (the message lists the known ones) or an
 /// invalid threshold. Other errors come from libtorch.
 pub fn run(args: &GradCheckArgs) -> anyhow::Result<bool> {
+    if !(args.threshold.is_finite() && args.threshold > 0.0) {
+        let message = format!("--threshold must be a positive number, got {}", args.threshold);
+        return Err(UsageError(message).into());
+    }
+    // A layer named twice is checked once.
+    let mut layers: Vec<String> = Vec::new();
+    for layer in &args.layers {
+        if !layers.contains(layer) {
+            layers.push(layer.clone());
+        }
+    }
     let checks =
-        gradcheck::check_layers(&args.layers, args.threshold, args.seed).map_err(|error| {
-            match error {
+        gradcheck::check_layers(&layers, args.threshold, args.seed).map_err(
+            |error| match error {
                 expanse_trainer::Error::Config(message) => anyhow::Error::new(UsageError(message)),
                 other => anyhow::Error::new(other).context("gradient check failed to run"),
-            }
-        })?;
+            },
+        )?;
 
     expanse_tools::print_stdout(&table(&checks, args))?;
     let failed: Vec<&LayerCheck> = checks.iter().filter(|check| !check.passed).collect();
-    for check in &failed {
+    // One error line, whatever the number of failures: the table above has every figure.
+    let details: Vec<String> = failed
+        .iter()
+        .map(|check| {
+            format!(
+                "{}: max relative error {:.3e} at {} (autograd {:e}, central difference {:e})",
+                check.layer,
+                check.max_relative_error,
+                check.worst_entry,
+                check.worst_analytic,
+                check.worst_numeric
+            )
+        })
+        .collect();
+    if !details.is_empty() {
         eprintln!(
-            "error: grad-check failed: {}: max relative error {:.3e} exceeds threshold {:e} \
-             at {} (autograd {:e}, central difference {:e})",
-            check.layer,
-            check.max_relative_error,
+            "error: grad-check failed for {} of {} layer types at threshold {:e}: {}",
+            failed.len(),
+            checks.len(),
             args.threshold,
-            check.worst_entry,
-            check.worst_analytic,
-            check.worst_numeric
+            details.join("; ")
         );
     }
     Ok(failed.is_empty())

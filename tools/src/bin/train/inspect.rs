@@ -58,9 +58,6 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     }
     let trainer = Trainer::open_for_evaluation(run_dir)
         .with_context(|| format!("failed to open the run {}", run_dir.display()))?;
-    let out = args.out.clone().unwrap_or_else(|| run_dir.join(DEFAULT_FOLDER));
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("failed to create the output folder {}", out.display()))?;
 
     let options = InspectOptions {
         samples: usize::try_from(args.samples).unwrap_or(usize::MAX),
@@ -70,6 +67,10 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     };
     let inspection = inspect::inspect(&trainer, &options)
         .with_context(|| format!("failed to inspect the run {}", run_dir.display()))?;
+    // The folder is created only now, so that a failed inspection leaves nothing behind.
+    let out = args.out.clone().unwrap_or_else(|| run_dir.join(DEFAULT_FOLDER));
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("failed to create the output folder {}", out.display()))?;
 
     write_pictures(&inspection, &out)?;
     let json = serde_json::to_vec_pretty(&inspection).context("failed to encode inspect.json")?;

@@ -51,8 +51,25 @@ pub fn run(args: &LrFindArgs) -> anyhow::Result<bool> {
     // The run's own length and schedule do not matter to a probe at a constant rate.
     train.epochs.get_or_insert(1);
     let config = resolve_config(&train)?;
+    // Build one probe before the header line, so that bad settings or data give only their
+    // error.
+    expanse_trainer::Trainer::probe(config.clone())?;
     if args.sweep {
+        if args.min >= args.max {
+            return Err(UsageError(format!(
+                "--sweep needs --min below --max, got --min {} and --max {}",
+                args.min, args.max
+            ))
+            .into());
+        }
         expanse_tools::check_output_file("--out", &args.out)?;
+        if args.out.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("csv")) {
+            return Err(UsageError(format!(
+                "--out {} names the CSV that goes next to the plot; give the PNG's path",
+                args.out.display()
+            ))
+            .into());
+        }
         let steps = args.steps.unwrap_or(300);
         let sweep = lr_find::sweep(&config, args.min, args.max, steps)?;
         report_sweep(args, &sweep)

@@ -27,7 +27,7 @@ pub fn write_sweep_plot(path: &Path, sweep: &Sweep) -> anyhow::Result<()> {
     let raw: Vec<(f64, f64)> = finite.iter().map(|&(lr, loss, _)| (lr, loss)).collect();
     let smoothed: Vec<(f64, f64)> = finite.iter().map(|&(lr, _, s)| (lr, s)).collect();
     let marks: Vec<(f64, String)> = [
-        sweep.min_loss_lr.map(|lr| (lr, "lowest smoothed loss".to_string())),
+        sweep.min_loss_lr.map(|lr| (lr, "rate at lowest smoothed loss".to_string())),
         sweep.recommended.map(|lr| (lr, "recommended".to_string())),
     ]
     .into_iter()
@@ -157,7 +157,14 @@ impl LogChart<'_> {
         if self.log_x {
             draw!((x_min..x_max).log_scale(), |x: &f64| format!("{x:.0e}"));
         } else {
-            draw!(x_min..x_max, |x: &f64| format!("{x:.0}"));
+            // The linear axis counts trials: label whole numbers only, so that no label repeats.
+            draw!(x_min..x_max, |x: &f64| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            });
         }
         let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels)
             .context("the plot buffer does not match the image size")?;

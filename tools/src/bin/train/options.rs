@@ -251,8 +251,8 @@ pub fn apply_preset(args: &mut TrainOptions, matches: &ArgMatches) {
 pub fn resolve_config(args: &TrainOptions) -> anyhow::Result<TrainConfig> {
     let Some(data) = args.data.clone() else {
         return Err(UsageError(
-            "--data is required to start a run (or continue one with --resume, or evaluate one \
-             with --eval-only)"
+            "--data is missing: give the shard set folder written by shardify (plain `train` \
+             also takes --resume RUN or --eval-only RUN instead)"
                 .into(),
         )
         .into());

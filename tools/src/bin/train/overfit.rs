@@ -17,6 +17,7 @@ use expanse_trainer::run::Quiet;
 use expanse_trainer::Trainer;
 
 use crate::options::{resolve_config, TrainOptions};
+use expanse_tools::UsageError;
 
 /// Options of `train overfit`.
 #[derive(clap::Args, Debug)]
@@ -40,7 +41,15 @@ pub struct OverfitArgs {
 
 /// Runs the check, prints the verdict and returns whether the error reached zero.
 pub fn run(args: &OverfitArgs) -> anyhow::Result<bool> {
+    if args.samples == 0 {
+        return Err(UsageError("--samples must be at least 1, got 0".into()).into());
+    }
+    if args.max_epochs == 0 {
+        return Err(UsageError("--max-epochs must be at least 1, got 0".into()).into());
+    }
     let mut config = resolve_config(&args.train)?;
+    // The options switched off below must still be valid, so that a typo is not hidden.
+    config.validate()?;
     let selection = Selection::Samples { count: args.samples, seed: config.seed };
     config.eval_split = selection.eval_name();
     config.selection = Some(selection);
@@ -51,8 +60,8 @@ pub fn run(args: &OverfitArgs) -> anyhow::Result<bool> {
     config.label_smoothing = 0.0;
     config.lr.schedule = Schedule::Constant;
     config.lr.warmup_epochs = 0;
-    config.epochs = args.max_epochs.max(1);
-    config.batch_size = config.batch_size.min(args.samples.max(1));
+    config.epochs = args.max_epochs;
+    config.batch_size = config.batch_size.min(args.samples);
     config.log_every = 0;
 
     let temporary;
@@ -86,7 +95,7 @@ pub fn run(args: &OverfitArgs) -> anyhow::Result<bool> {
         if best.is_none_or(|(_, best_error)| error < best_error) {
             best = Some((epoch, error));
         }
-        if epoch == 1 || epoch % 10 == 0 || wrong == 0 {
+        if epoch == 1 || epoch % 10 == 0 || wrong == 0 || epoch == config.epochs {
             println!(
                 "epoch {epoch:>4}  training error {:6.2}% ({wrong} of {} wrong)  loss {:.4}",
                 100.0 * error,

@@ -100,6 +100,8 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<bool> {
         return Err(UsageError(format!("--folds must be at least 2, got {}", args.folds)).into());
     }
     let base = resolve_config(&args.train)?;
+    check_records(args, &base)?;
+    check_values(args, &space)?;
     let settings = Settings {
         params: args.params.clone(),
         strategy: strategy.clone(),
@@ -184,6 +186,76 @@ fn check_name(param: &Param) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks `--records` and `--folds` against the training split, so that no trial can fail on
+/// them.
+fn check_records(args: &SearchArgs, base: &TrainConfig) -> anyhow::Result<()> {
+    let shards = expanse_dataset::shard::ShardSet::open(&base.data)?;
+    let available = shards.split(&base.train_split)?.len();
+    let records = args.records.unwrap_or(available);
+    if records == 0 || records > available {
+        bail!(UsageError(format!(
+            "--records must be in 1..={available} (the records of split {} of {}), got {records}",
+            base.train_split,
+            base.data.display()
+        )));
+    }
+    if args.folds > records {
+        bail!(UsageError(format!(
+            "--folds {} exceeds the {records} records to split; use fewer folds or more records",
+            args.folds
+        )));
+    }
+    Ok(())
+}
+
+/// Checks, before any trial, that every value each parameter can take gives a valid training
+/// configuration: both ends of a real range, every value of an integer range or a choice.
+fn check_values(args: &SearchArgs, space: &Space) -> anyhow::Result<()> {
+    let names: Vec<&str> = space.params.iter().map(|param| param.name()).collect();
+    if names.contains(&"model") && names.contains(&"depth") {
+        bail!(UsageError(
+            "search parameters model and depth both choose the network; search only one of them"
+                .into()
+        ));
+    }
+    let whole_numbers = ["batch-size", "epochs", "depth"];
+    for param in &space.params {
+        let name = param.name();
+        let values: Vec<Value> = match param {
+            Param::Float { low, high, .. } if whole_numbers.contains(&name) => {
+                bail!(UsageError(format!(
+                    "search parameter {name} takes whole numbers: use int:, logint: or choice:, \
+                     got a real range {low}..{high}"
+                )))
+            }
+            Param::Float { low, high, .. } => vec![Value::Float(*low), Value::Float(*high)],
+            Param::Int { low, high, .. } if high - low <= 10_000 => {
+                (*low..=*high).map(Value::Int).collect()
+            }
+            Param::Int { low, high, .. } => vec![Value::Int(*low), Value::Int(*high)],
+            Param::Choice { .. } => param.grid(1),
+        };
+        for value in values {
+            let point: Point = [(name.to_string(), value.clone())].into_iter().collect();
+            let checked = configure(args, &point).and_then(|config| {
+                config.validate()?;
+                // Only these two change the network, and building one is the check of its name.
+                if name == "model" || name == "depth" {
+                    let store = tch::nn::VarStore::new(tch::Device::Cpu);
+                    expanse_trainer::model::build(&store.root(), &config.model, 1, 2)?;
+                }
+                Ok(())
+            });
+            if let Err(error) = checked {
+                bail!(UsageError(format!(
+                    "search parameter {name} can take the invalid value {value}: {error:#}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates the search folder with its settings, or checks that an existing one has the same.
 fn open_search(out: &Path, settings: &Settings) -> anyhow::Result<()> {
     let path = out.join(SETTINGS_FILE);
@@ -192,8 +264,13 @@ fn open_search(out: &Path, settings: &Settings) -> anyhow::Result<()> {
             .with_context(|| format!("failed to read {}", path.display()))?;
         let stored: Settings = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a search settings file", path.display()))?;
-        if &stored != settings {
-            let differences = differing_fields(&stored, settings)?;
+        // The thread count and prefetch depth change no result, so a search may continue with
+        // others, for example on another machine.
+        let mut requested = settings.clone();
+        requested.base.threads = stored.base.threads;
+        requested.base.prefetch = stored.base.prefetch;
+        if stored != requested {
+            let differences = differing_fields(&stored, &requested)?;
             bail!(UsageError(format!(
                 "{} contains a search with other settings ({}: stored vs requested); choose \
                  another --out or repeat its command",
@@ -217,10 +294,13 @@ fn open_search(out: &Path, settings: &Settings) -> anyhow::Result<()> {
 /// Returns `name stored vs requested` for each setting that differs, training options by their
 /// configuration key (`base.lr`).
 fn differing_fields(stored: &Settings, requested: &Settings) -> anyhow::Result<Vec<String>> {
+    let mut differences = Vec::new();
+    if stored.strategy != requested.strategy {
+        differences.push(format!("strategy {} vs {}", stored.strategy, requested.strategy));
+    }
     let stored = serde_json::to_value(stored)?;
     let requested = serde_json::to_value(requested)?;
     let null = serde_json::Value::Null;
-    let mut differences = Vec::new();
     let keys = |value: &serde_json::Value| -> Vec<String> {
         value.as_object().map(|map| map.keys().cloned().collect()).unwrap_or_default()
     };
@@ -229,7 +309,7 @@ fn differing_fields(stored: &Settings, requested: &Settings) -> anyhow::Result<V
     for name in names {
         let (old, new) =
             (stored.get(&name).unwrap_or(&null), requested.get(&name).unwrap_or(&null));
-        if old == new {
+        if old == new || name == "strategy" {
             continue;
         }
         if name == "base" && old.is_object() && new.is_object() {
@@ -238,14 +318,23 @@ fn differing_fields(stored: &Settings, requested: &Settings) -> anyhow::Result<V
             for field in fields {
                 let (a, b) = (old.get(&field).unwrap_or(&null), new.get(&field).unwrap_or(&null));
                 if a != b {
-                    differences.push(format!("base.{field} {a} vs {b}"));
+                    differences.push(format!("base.{field} {} vs {}", clip(a), clip(b)));
                 }
             }
         } else {
-            differences.push(format!("{name} {old} vs {new}"));
+            differences.push(format!("{name} {} vs {}", clip(old), clip(new)));
         }
     }
     Ok(differences)
+}
+
+/// Formats a JSON value for a message, cut to 60 characters (augmentation recipes are long).
+fn clip(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(60) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text,
+    }
 }
 
 /// Applies a point's values to the base options and returns the configuration.
