@@ -214,14 +214,7 @@ impl Trainer {
         let shards = Arc::clone(&self.shards);
         let train =
             select(&shards, &self.config, self.selected.as_ref(), &self.config.train_split)?;
-        let options = PlanOptions {
-            seed: self.config.seed,
-            batch_size: self.config.batch_size,
-            ..PlanOptions::default()
-        };
-        let loader =
-            Loader::new(&train, self.config.train_augment.clone(), options, self.config.prefetch)?
-                .with_threads(self.config.threads)?;
+        let loader = training_loader(&self.config, &train)?;
         let mut losses = Vec::with_capacity(steps);
         let mut epoch = 0u64;
         while losses.len() < steps {
@@ -417,14 +410,7 @@ impl Trainer {
         let shards = Arc::clone(&self.shards);
         let train =
             select(&shards, &self.config, self.selected.as_ref(), &self.config.train_split)?;
-        let options = PlanOptions {
-            seed: self.config.seed,
-            batch_size: self.config.batch_size,
-            ..PlanOptions::default()
-        };
-        let loader =
-            Loader::new(&train, self.config.train_augment.clone(), options, self.config.prefetch)?
-                .with_threads(self.config.threads)?;
+        let loader = training_loader(&self.config, &train)?;
         let steps_per_epoch = loader.plan(0)?.batches();
 
         let mut last_eval = None;
@@ -731,6 +717,19 @@ impl Trainer {
 
 /// Returns the records of `split` a run uses: the whole split, or under a selection the
 /// training or evaluated part of the training split.
+/// Builds the training loader of `config` over `train`: the run's seed, batch size,
+/// augmentation, prefetch depth and threads.
+fn training_loader<'a>(
+    config: &TrainConfig,
+    train: &'a Subset<'a, Split>,
+) -> Result<Loader<'a, Subset<'a, Split>>> {
+    let options =
+        PlanOptions { seed: config.seed, batch_size: config.batch_size, ..PlanOptions::default() };
+    let loader = Loader::new(train, config.train_augment.clone(), options, config.prefetch)?
+        .with_threads(config.threads)?;
+    Ok(loader)
+}
+
 fn select<'a>(
     shards: &'a ShardSet,
     config: &TrainConfig,
