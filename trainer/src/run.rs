@@ -328,6 +328,22 @@ impl Trainer {
         Ok(Trainer { config, run_dir, shards, vs, model, device, sgd, state, selected })
     }
 
+    /// Sets the threads of libtorch and of the loader, for a run resumed on another machine.
+    /// The batches stay the same, but libtorch may round sums differently with another count.
+    /// `config.json` keeps the run's first setting, which a later resume uses unless told.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for 0 threads.
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        if threads == 0 {
+            return Err(Error::Config("threads must be at least 1, got 0".into()));
+        }
+        tch::set_num_threads(threads as i32);
+        self.config.threads = threads;
+        Ok(())
+    }
+
     /// Returns the run's configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.config

@@ -175,8 +175,14 @@ fn run_command(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCod
 
 fn run(args: Args) -> anyhow::Result<()> {
     let mut trainer = match &args.resume {
-        Some(run_dir) => Trainer::resume_with_epochs(run_dir, args.train.epochs)
-            .with_context(|| format!("cannot resume {}", run_dir.display()))?,
+        Some(run_dir) => {
+            let mut trainer = Trainer::resume_with_epochs(run_dir, args.train.epochs)
+                .with_context(|| format!("cannot resume {}", run_dir.display()))?;
+            if let Some(threads) = args.train.threads {
+                trainer.set_threads(threads)?;
+            }
+            trainer
+        }
         None => {
             let config = resolve_config(&args.train)?;
             let run_dir = args.run_dir.clone().expect("clap requires --run-dir without --resume");
@@ -296,7 +302,7 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
         }
     }
     let (mode, allowed): (&str, &[&str]) = if args.resume.is_some() {
-        ("resuming", &["resume", "epochs"])
+        ("resuming", &["resume", "epochs", "threads"])
     } else if args.eval_only.is_some() {
         ("evaluating", &["eval_only", "protocol", "crop", "scales", "no_mirror", "split"][..])
     } else {
@@ -312,7 +318,7 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
         .collect();
     if !fixed.is_empty() {
         let only = if args.resume.is_some() {
-            "only --epochs can be raised"
+            "only --epochs can be raised and --threads changed"
         } else {
             "only --protocol, --crop, --scales, --no-mirror and --split apply"
         };
