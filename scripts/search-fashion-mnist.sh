@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A Bayesian hyperparameter search on Fashion-MNIST, the one in the README: learning rate,
-# weight decay, batch size, depth and augmentation strength, 30 trials of 3-fold
-# cross-validation on 6,000 training images (4,000 to train and 2,000 to evaluate per fold),
-# 2 epochs each. About 11 minutes of training on 2 cores when nothing else runs.
+# The Bayesian hyperparameter search on Fashion-MNIST that the README shows. It searches the
+# learning rate, weight decay, batch size, depth and augmentation strength in 30 trials. Each
+# trial is 3-fold cross-validation on 6,000 training images (4,000 to train and 2,000 to
+# evaluate per fold), 2 epochs each. About 11 minutes of training on 2 cores when nothing else runs.
 #
 # Usage: scripts/search-fashion-mnist.sh [extra train search options]
 # Writes shards/fashion-mnist/ (when missing) and runs/search-fashion-mnist/ (a stopped search

@@ -49,8 +49,8 @@ pub struct TrainConfig {
     /// Dropout rate before the classifier; `None` keeps the model's own (0 for ResNets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f64>,
-    /// Trains on part of the training split and evaluates on records of it instead of on
-    /// `eval_split`, which then names that part (see [`Selection`]); `None` uses the splits
+    /// Part of the training split to train on, and records of it to evaluate on instead of
+    /// `eval_split`, which then names that part (see [`Selection`]). `None` uses the splits
     /// whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
@@ -113,9 +113,8 @@ impl Default for Compute {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Selection {
-    /// `count` records drawn by `seed`; the run trains on them and evaluates on the same
-    /// records with the evaluation preprocessing (the check that a network can fit a small
-    /// set).
+    /// `count` records drawn by `seed`. The run trains on them and evaluates on the same
+    /// records with the evaluation preprocessing, to check that a network can fit a small set.
     Samples {
         /// Records drawn.
         count: usize,
@@ -193,10 +192,10 @@ impl Selection {
     }
 }
 
-/// Deals the records of a split with `labels` into `folds` folds, stratified: each class's
-/// records are shuffled by `seed` and dealt round-robin, continuing where the previous class
-/// stopped, so that fold sizes differ by at most one and every fold gets each class in
-/// proportion. Returns the fold of every record; each record is in exactly one fold.
+/// Returns the fold of every record when the records with `labels` are dealt into `folds`
+/// stratified folds. Each class's records are shuffled by `seed` and dealt round-robin from
+/// where the previous class stopped. So fold sizes differ by at most one, every fold gets each
+/// class in proportion, and each record is in exactly one fold.
 pub fn fold_assignment(labels: &[u32], folds: usize, seed: u64) -> Vec<usize> {
     let folds = folds.max(1);
     let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
@@ -375,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn folds_differ_in_size_by_at_most_one_and_keep_class_shares() {
+    fn folds_balance_sizes_and_classes() {
         let labels = labels();
         let assignment = fold_assignment(&labels, 4, 3);
         let sizes: Vec<usize> =

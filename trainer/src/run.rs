@@ -330,7 +330,8 @@ impl Trainer {
 
     /// Sets the threads of libtorch and of the loader, for a run resumed on another machine.
     /// The batches stay the same, but libtorch may round sums differently with another count.
-    /// `config.json` keeps the run's first setting, which a later resume uses unless told.
+    /// `config.json` keeps the run's first setting, which a later resume uses unless
+    /// `--threads` is given again.
     ///
     /// # Errors
     ///

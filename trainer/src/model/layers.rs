@@ -20,7 +20,7 @@ use super::summary::LayerRow;
 /// It runs while the recorder is borrowed, so it must not run a recorded layer itself.
 pub(crate) type OutputHook = Box<dyn FnMut(&LayerRow, &Tensor)>;
 
-/// The rows recorded so far on this thread, and the hook that sees each output.
+/// The rows recorded so far on this thread, and the hook that receives each output.
 struct Recorder {
     rows: Vec<LayerRow>,
     hook: Option<OutputHook>,
