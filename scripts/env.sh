@@ -1,6 +1,7 @@
 # Sourced by the other scripts: installs what the build needs when missing and exports
 # LIBTORCH and LD_LIBRARY_PATH for tch. The loader decodes JPEG with libjpeg-turbo (Debian's
-# libturbojpeg0-dev, found through pkg-config).
+# libturbojpeg0-dev, found through pkg-config). The trainer's bridge to libtorch's distributed
+# engine compiles against Gloo's headers (Debian's libgloo-dev).
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust (https://rustup.rs) first" >&2
@@ -22,7 +23,7 @@ apt_install() {
     fi
 }
 
-apt_install pkg-config libturbojpeg0-dev fonts-dejavu-core
+apt_install pkg-config libturbojpeg0-dev fonts-dejavu-core libgloo-dev
 
 if [ -z "${LIBTORCH:-}" ]; then
     LIBTORCH=$(bash "$(dirname "${BASH_SOURCE[0]}")/setup-libtorch.sh" | tail -n 1)

@@ -81,6 +81,10 @@ pub enum Error {
     /// callers of the public API only from a pass they drive themselves.
     #[error("the run was stopped on request; resume it from its checkpoint")]
     Stopped,
+
+    /// A rendezvous or collective of a data-parallel run failed or timed out.
+    #[error("data-parallel run: {0}")]
+    Distributed(String),
 }
 
 /// The result type of the trainer crate.

@@ -7,6 +7,8 @@
 //! - [`protocol`]: centre-crop, ten-crop and multi-scale evaluation.
 //! - [`optim`]: SGD with momentum whose state can be checkpointed, and learning-rate schedules.
 //! - [`checkpoint`]: atomic checkpoints holding weights, optimizer state and loader position.
+//! - [`dist`]: data-parallel training across processes and machines on libtorch's c10d (Gloo),
+//!   through a small C++ bridge.
 //! - [`diagnose`]: the diagnosis line at the end of a run (diverged, collapsed, under- or
 //!   overfitting).
 //! - [`gradcheck`]: finite-difference check of the gradients of every layer type, in f64.
@@ -21,6 +23,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod diagnose;
+pub mod dist;
 pub mod error;
 pub mod gradcheck;
 pub mod inspect;

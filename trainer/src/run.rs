@@ -14,6 +14,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::checkpoint::{self, TrainState, CHECKPOINT_FILE};
 use crate::device::{self, LossScaler, Precision};
+use crate::dist::ProcessGroup;
 use crate::metrics::{self, EpochMetrics, StepMetrics, Tally, WaitTimes};
 use crate::model::{self, Network};
 use crate::optim::Sgd;
@@ -65,6 +66,31 @@ pub struct Trainer {
     /// Training and evaluated record indices of the training split under
     /// [`TrainConfig::selection`].
     selected: Option<Selected>,
+    /// The process group of a data-parallel run.
+    parallel: Option<Parallel>,
+    /// The step after which [`Trainer::fit`] stops as on a stop request.
+    stop_after_step: Option<usize>,
+}
+
+/// How a trainer takes part in a data-parallel run.
+///
+/// Every rank builds the same model from the same seed and trains on its share of each batch:
+/// `config.batch_size` is the global batch, split equally over the ranks, and the loader gives
+/// rank `r` positions `r, r + world, ...` of the epoch's order. Gradients are averaged after
+/// the backward pass, so `world` ranks take the steps one process would take on the global
+/// batch (exactly so with synchronised batch norm, whose statistics then cover the global
+/// batch too). Only rank 0 writes the run folder; every rank reads its checkpoint on resume.
+#[derive(Clone, Debug)]
+pub struct Parallel {
+    /// The group of all ranks.
+    pub group: Arc<ProcessGroup>,
+    /// Normalise with batch statistics over all ranks' batches instead of each rank's own.
+    pub sync_batch_norm: bool,
+    /// Bytes of gradient per all-reduce bucket.
+    pub bucket_bytes: usize,
+    /// This rank's index among the ranks on its machine, which picks its GPU (`cuda` becomes
+    /// `cuda:LOCAL_RANK`).
+    pub local_rank: usize,
 }
 
 /// Record indices of the training split that a run on a selection trains and evaluates on.
@@ -98,6 +124,21 @@ impl Trainer {
     /// [`Error::Config`] when the folder already contains a checkpoint (resume it instead) or the
     /// configuration is invalid; dataset errors when the shards cannot be opened.
     pub fn create(config: TrainConfig, run_dir: &Path) -> Result<Self> {
+        Self::create_parallel(config, run_dir, None)
+    }
+
+    /// Like [`Trainer::create`], as one rank of a data-parallel run when `parallel` is given.
+    /// Rank 0 writes the run folder; the others write nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Trainer::create`], and [`Error::Distributed`] when the first broadcast of the
+    /// weights fails.
+    pub fn create_parallel(
+        config: TrainConfig,
+        run_dir: &Path,
+        parallel: Option<Parallel>,
+    ) -> Result<Self> {
         config.validate()?;
         if run_dir.join(CHECKPOINT_FILE).exists() {
             return Err(Error::Config(format!(
@@ -106,9 +147,12 @@ impl Trainer {
             )));
         }
         // Build first, so that a bad model name or data path leaves no folder behind.
-        let trainer = Self::build(config, run_dir, true)?;
-        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-        trainer.config.save(run_dir)?;
+        let trainer = Self::build(config, run_dir, true, parallel)?;
+        trainer.broadcast_weights()?;
+        if trainer.writes() {
+            std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+            trainer.config.save(run_dir)?;
+        }
         Ok(trainer)
     }
 
@@ -124,6 +168,20 @@ impl Trainer {
     ///
     /// [`Error::Config`] when `epochs` is below the run's epochs or there is no checkpoint.
     pub fn resume_with_epochs(run_dir: &Path, epochs: Option<usize>) -> Result<Self> {
+        Self::resume_parallel(run_dir, epochs, None)
+    }
+
+    /// Like [`Trainer::resume_with_epochs`], as one rank of a data-parallel run when
+    /// `parallel` is given. Every rank loads the checkpoint; only rank 0 rewrites the logs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Trainer::resume_with_epochs`], and [`Error::Distributed`].
+    pub fn resume_parallel(
+        run_dir: &Path,
+        epochs: Option<usize>,
+        parallel: Option<Parallel>,
+    ) -> Result<Self> {
         let mut config = TrainConfig::load(run_dir)?;
         config.validate()?;
         let raised = match epochs {
@@ -140,7 +198,7 @@ impl Trainer {
             }
             None => false,
         };
-        let mut trainer = Self::build(config, run_dir, true)?;
+        let mut trainer = Self::build(config, run_dir, true, parallel)?;
 
         let path = run_dir.join(CHECKPOINT_FILE);
         if !path.exists() {
@@ -150,10 +208,13 @@ impl Trainer {
             )));
         }
         trainer.state = checkpoint::load(&path, &trainer.vs, &mut trainer.sgd)?;
-        metrics::truncate_metrics(run_dir, trainer.state.epochs_done)?;
-        metrics::truncate_steps(run_dir, trainer.state.step)?;
-        if raised {
-            trainer.config.save(run_dir)?;
+        trainer.broadcast_weights()?;
+        if trainer.writes() {
+            metrics::truncate_metrics(run_dir, trainer.state.epochs_done)?;
+            metrics::truncate_steps(run_dir, trainer.state.step)?;
+            if raised {
+                trainer.config.save(run_dir)?;
+            }
         }
         log::info!(
             "resumed {} after epoch {} (step {})",
@@ -172,7 +233,7 @@ impl Trainer {
     pub fn open_for_evaluation(run_dir: &Path) -> Result<Self> {
         let config = TrainConfig::load(run_dir)?;
         config.validate()?;
-        let mut trainer = Self::build(config, run_dir, true)?;
+        let mut trainer = Self::build(config, run_dir, true, None)?;
         let path = run_dir.join(CHECKPOINT_FILE);
         if !path.exists() {
             return Err(Error::Config(format!(
@@ -193,7 +254,7 @@ impl Trainer {
     /// [`Error::Config`] for an invalid configuration; dataset errors.
     pub fn probe(config: TrainConfig) -> Result<Self> {
         config.validate()?;
-        Self::build(config, Path::new(""), false)
+        Self::build(config, Path::new(""), false, None)
     }
 
     /// Takes `steps` optimizer steps from the current weights, step `i` at learning rate
@@ -214,18 +275,19 @@ impl Trainer {
         let shards = Arc::clone(&self.shards);
         let train =
             select(&shards, &self.config, self.selected.as_ref(), &self.config.train_split)?;
-        let loader = training_loader(&self.config, &train)?;
+        let loader = training_loader(&self.config, &train, None)?;
         let mut losses = Vec::with_capacity(steps);
         let mut epoch = 0u64;
         while losses.len() < steps {
             let outcome = loader.run_epoch(epoch, 0, |batch: &Batch| -> Result<()> {
                 let step = losses.len();
                 let (images, labels) = self.batch_tensors(batch);
-                let loss = match self.train_step(&images, &labels, rate(step), 0, batch.position) {
-                    Ok(output) => output.loss_sum / batch.len().max(1) as f64,
-                    Err(Error::Diverged { loss, .. }) => loss,
-                    Err(other) => return Err(other),
-                };
+                let loss =
+                    match self.train_step(&images, &labels, rate(step), 0, batch.position, false) {
+                        Ok(output) => output.loss_sum / batch.len().max(1) as f64,
+                        Err(Error::Diverged { loss, .. }) => loss,
+                        Err(other) => return Err(other),
+                    };
                 losses.push(loss);
                 if !loss.is_finite() || !keep_going(step, loss) || losses.len() == steps {
                     return Err(Error::Stopped);
@@ -243,9 +305,20 @@ impl Trainer {
 
     /// Builds the trainer. `evaluates` is false for a probe, which never opens the evaluation
     /// split, so a set without one can still be probed.
-    fn build(config: TrainConfig, run_dir: &Path, evaluates: bool) -> Result<Self> {
+    fn build(
+        config: TrainConfig,
+        run_dir: &Path,
+        evaluates: bool,
+        parallel: Option<Parallel>,
+    ) -> Result<Self> {
         tch::set_num_threads(config.threads as i32);
-        let device = device::resolve(&config.compute.device)?;
+        let device = match (device::resolve(&config.compute.device)?, &parallel) {
+            // One GPU per rank of a machine, as torchrun's LOCAL_RANK numbers them.
+            (Device::Cuda(_), Some(parallel)) if !config.compute.device.contains(':') => {
+                device::resolve(&format!("cuda:{}", parallel.local_rank))?
+            }
+            (device, _) => device,
+        };
         config.compute.precision.check(device)?;
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(config.compute.cudnn_benchmark);
@@ -288,6 +361,16 @@ impl Trainer {
                 train.len()
             )));
         }
+        if let Some(parallel) = &parallel {
+            let world = parallel.group.size();
+            if !config.batch_size.is_multiple_of(world) {
+                return Err(Error::Config(format!(
+                    "batch size {} does not split equally over {world} ranks (WORLD_SIZE); the \
+                     batch size is the global batch, so choose a multiple of {world}",
+                    config.batch_size
+                )));
+            }
+        }
         Loader::new(&train, config.train_augment.clone(), PlanOptions::default(), 1)?;
         if evaluates {
             let eval = select(&shards, &config, selected.as_ref(), &config.eval_split)?;
@@ -325,7 +408,65 @@ impl Trainer {
             loss_scaler,
         };
         let run_dir = run_dir.to_path_buf();
-        Ok(Trainer { config, run_dir, shards, vs, model, device, sgd, state, selected })
+        Ok(Trainer {
+            config,
+            run_dir,
+            shards,
+            vs,
+            model,
+            device,
+            sgd,
+            state,
+            selected,
+            parallel,
+            stop_after_step: None,
+        })
+    }
+
+    /// Makes [`Trainer::fit`] stop after global step `step` (counted from the run's start)
+    /// with a checkpoint of that position, as on a stop request; `None` trains to the end.
+    /// A batch-scheduled job can end at a chosen step and be resumed in the next job.
+    pub fn stop_after_step(&mut self, step: Option<usize>) {
+        self.stop_after_step = step;
+    }
+
+    /// Returns whether this trainer writes the run folder: always, except on ranks other than 0
+    /// of a data-parallel run.
+    pub fn writes(&self) -> bool {
+        self.parallel.as_ref().is_none_or(|parallel| parallel.group.rank() == 0)
+    }
+
+    /// Copies rank 0's weights, batch-norm statistics and momentum buffers to every rank, so
+    /// that the ranks start from one state even if their initialisation differed.
+    fn broadcast_weights(&self) -> Result<()> {
+        let Some(parallel) = &self.parallel else {
+            return Ok(());
+        };
+        let variables = self.vs.variables();
+        let mut names: Vec<&String> = variables.keys().collect();
+        names.sort();
+        let mut tensors: Vec<&Tensor> = names.iter().map(|name| &variables[*name]).collect();
+        tensors.extend(self.sgd.buffers().map(|(_, buffer)| buffer));
+        tch::no_grad(|| parallel.group.broadcast(&tensors, 0))
+    }
+
+    /// Sums the counts of `tally` over all ranks of a data-parallel run.
+    fn reduce_tally(&self, tally: Tally) -> Result<Tally> {
+        let Some(parallel) = &self.parallel else {
+            return Ok(tally);
+        };
+        let classes = self.shards.manifest().classes.len();
+        let mut values = vec![tally.loss_sum, tally.top1 as f64, tally.top5 as f64];
+        values.push(tally.samples as f64);
+        values.extend((0..classes).map(|c| tally.predicted.get(c).copied().unwrap_or(0) as f64));
+        parallel.group.sum_values(&mut values)?;
+        Ok(Tally {
+            loss_sum: values[0],
+            top1: values[1] as u64,
+            top5: values[2] as u64,
+            samples: values[3] as u64,
+            predicted: values[4..].iter().map(|&count| count as u64).collect(),
+        })
     }
 
     /// Sets the threads of libtorch and of the loader, for a run resumed on another machine.
@@ -427,7 +568,7 @@ impl Trainer {
         let shards = Arc::clone(&self.shards);
         let train =
             select(&shards, &self.config, self.selected.as_ref(), &self.config.train_split)?;
-        let loader = training_loader(&self.config, &train)?;
+        let loader = training_loader(&self.config, &train, self.parallel.as_ref())?;
         let steps_per_epoch = loader.plan(0)?.batches();
 
         let mut last_eval = None;
@@ -438,23 +579,33 @@ impl Trainer {
             let train_metrics =
                 match self.train_epoch(&loader, epoch, position, steps_per_epoch, observer) {
                     Err(Error::Stopped) => {
-                        checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
+                        self.save_checkpoint()?;
                         stopped = true;
                         break;
                     }
                     other => other?,
                 };
-            metrics::append_metrics(&self.run_dir, &train_metrics)?;
+            if self.writes() {
+                metrics::append_metrics(&self.run_dir, &train_metrics)?;
+            }
 
             let eval_metrics = self.evaluate(epoch + 1, observer)?;
-            metrics::append_metrics(&self.run_dir, &eval_metrics)?;
+            if self.writes() {
+                metrics::append_metrics(&self.run_dir, &eval_metrics)?;
+            }
             last_eval = Some(eval_metrics);
 
             self.state.epochs_done = epoch + 1;
             self.state.loader =
                 LoaderState { seed: self.config.seed, epoch: epoch as u64 + 1, position: 0 };
-            checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
-            observer.epoch_finished(epoch + 1, &self.run_dir);
+            self.save_checkpoint()?;
+            if self.writes() {
+                observer.epoch_finished(epoch + 1, &self.run_dir);
+            }
+        }
+        if let Some(parallel) = &self.parallel {
+            // Ranks other than 0 read the logs below once rank 0 has written them.
+            parallel.group.barrier()?;
         }
 
         let logged = metrics::read_metrics(&self.run_dir)?;
@@ -471,6 +622,14 @@ impl Trainer {
             seconds: started.elapsed().as_secs_f64(),
             stopped,
         })
+    }
+
+    /// Writes the checkpoint on the ranks that write (see [`Trainer::writes`]).
+    fn save_checkpoint(&self) -> Result<()> {
+        if self.writes() {
+            checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
+        }
+        Ok(())
     }
 
     fn train_epoch<S: SampleSource>(
@@ -496,7 +655,9 @@ impl Trainer {
             waits.push(batch.waited);
             lr = rate(self.state.step);
             let (images, labels) = self.batch_tensors(batch);
-            let step = self.train_step(&images, &labels, lr, epoch, batch.position)?;
+            let stop =
+                observer.stop_requested() || self.stop_after_step == Some(self.state.step + 1);
+            let step = self.train_step(&images, &labels, lr, epoch, batch.position, stop)?;
             self.state.step += 1;
             self.state.loader.position = batch.position + 1;
 
@@ -505,7 +666,10 @@ impl Trainer {
             observer.batch_finished(batch.len(), tally.loss());
             let log_every = self.config.log_every;
             let epoch_end = self.state.loader.position == steps_per_epoch;
-            if log_every > 0 && (self.state.step.is_multiple_of(log_every) || epoch_end) {
+            if log_every > 0
+                && self.writes()
+                && (self.state.step.is_multiple_of(log_every) || epoch_end)
+            {
                 // A window also ends with its epoch, so every step is in some line.
                 let line = StepMetrics {
                     step: self.state.step,
@@ -523,15 +687,16 @@ impl Trainer {
                 && self.state.step.is_multiple_of(every)
                 && self.state.loader.position < steps_per_epoch
             {
-                checkpoint::save(&self.run_dir, &self.vs, &self.sgd, &self.state)?;
+                self.save_checkpoint()?;
             }
-            if observer.stop_requested() {
+            if step.stop {
                 return Err(Error::Stopped);
             }
             Ok(())
         })?;
 
         let split = &self.config.train_split;
+        let tally = self.reduce_tally(tally)?;
         let metrics = tally.metrics(epoch + 1, split, started.elapsed(), &waits, Some(lr));
         observer.pass_finished(&metrics);
         Ok(metrics)
@@ -561,6 +726,7 @@ impl Trainer {
         lr: f64,
         epoch: usize,
         position: usize,
+        stop: bool,
     ) -> Result<StepOutput> {
         let samples = labels.size()[0];
         let parts = (self.config.compute.accumulation as i64).clamp(1, samples.max(1));
@@ -577,6 +743,11 @@ impl Trainer {
             )
         };
 
+        let _sync = self
+            .parallel
+            .as_ref()
+            .filter(|p| p.sync_batch_norm)
+            .map(|parallel| model::SyncBatchNorm::enable(Arc::clone(&parallel.group)));
         self.sgd.zero_grad();
         let mut logits_parts = Vec::with_capacity(parts as usize);
         let (mut loss_sum, mut objective_sum) = (0.0, 0.0);
@@ -588,14 +759,26 @@ impl Trainer {
                 objective += cross_entropy(aux, y) * self.model.aux_weight();
             }
             let share = y.size()[0] as f64 / samples as f64;
+            model::SyncBatchNorm::check()?;
             (&objective * (share * scale)).backward();
+            model::SyncBatchNorm::check()?;
             let part = y.size()[0] as f64;
             loss_sum += f64::try_from(&loss)? * part;
             objective_sum += f64::try_from(&objective)? * part;
             logits_parts.push(output.logits.detach().to_kind(Kind::Float));
         }
 
-        let objective = objective_sum / samples as f64;
+        let mut objective = objective_sum / samples as f64;
+        let mut stop = stop;
+        if let Some(parallel) = &self.parallel {
+            parallel.group.average_gradients(&self.sgd.gradients(), parallel.bucket_bytes)?;
+            // Every rank learns whether any diverged or was asked to stop, so all take the
+            // same branch and no rank waits on a collective the others never join.
+            let mut values = [objective, f64::from(u8::from(stop))];
+            parallel.group.sum_values(&mut values)?;
+            objective = values[0] / parallel.group.size() as f64;
+            stop = values[1] > 0.0;
+        }
         if !objective.is_finite() {
             return Err(Error::Diverged { epoch: epoch + 1, position, loss: objective, lr });
         }
@@ -608,7 +791,7 @@ impl Trainer {
         } else {
             log::debug!("float16 gradients overflowed at step {}: update skipped", self.state.step);
         }
-        Ok(StepOutput { logits: Tensor::cat(&logits_parts, 0), loss_sum })
+        Ok(StepOutput { logits: Tensor::cat(&logits_parts, 0), loss_sum, stop })
     }
 
     /// Wraps a batch as tensors on the run's device: images N x C x H x W f32 (channels-last
@@ -664,8 +847,17 @@ impl Trainer {
             }
         };
 
-        let source = select(&self.shards, &self.config, self.selected.as_ref(), split)?;
         let single_pass = passes.len() == 1;
+        let whole = select(&self.shards, &self.config, self.selected.as_ref(), split)?;
+        let source = match &self.parallel {
+            // Each rank evaluates every world-th record and the counts are summed after.
+            Some(parallel) if single_pass => {
+                let (rank, world) = (parallel.group.rank(), parallel.group.size());
+                let share = whole.indices().iter().copied().skip(rank).step_by(world).collect();
+                Subset::new(whole.source(), share)?
+            }
+            _ => whole,
+        };
         let mut pass_tally = Tally::default();
         let classes = self.shards.manifest().classes.len() as i64;
         let samples = source.len() as i64;
@@ -715,7 +907,7 @@ impl Trainer {
         }
 
         let tally = if single_pass {
-            pass_tally
+            self.reduce_tally(pass_tally)?
         } else {
             // The average over views and passes, counted like one pass.
             let log_scores = (scores / views_total.max(1) as f64).clamp_min(1e-30).log();
@@ -735,13 +927,21 @@ impl Trainer {
 /// Returns the records of `split` a run uses: the whole split, or under a selection the
 /// training or evaluated part of the training split.
 /// Builds the training loader of `config` over `train`: the run's seed, batch size,
-/// augmentation, prefetch depth and threads.
+/// augmentation, prefetch depth and threads, and the rank's share of each batch in a
+/// data-parallel run.
 fn training_loader<'a>(
     config: &TrainConfig,
     train: &'a Subset<'a, Split>,
+    parallel: Option<&Parallel>,
 ) -> Result<Loader<'a, Subset<'a, Split>>> {
-    let options =
-        PlanOptions { seed: config.seed, batch_size: config.batch_size, ..PlanOptions::default() };
+    let (rank, world_size) = parallel.map_or((0, 1), |p| (p.group.rank(), p.group.size()));
+    let options = PlanOptions {
+        seed: config.seed,
+        batch_size: config.batch_size / world_size,
+        rank,
+        world_size,
+        ..PlanOptions::default()
+    };
     let loader = Loader::new(train, config.train_augment.clone(), options, config.prefetch)?
         .with_threads(config.threads)?;
     Ok(loader)
@@ -772,6 +972,8 @@ struct StepOutput {
     logits: Tensor,
     /// Main classifier loss summed over the batch's samples.
     loss_sum: f64,
+    /// Whether the run stops after this step (on any rank's request).
+    stop: bool,
 }
 
 /// Returns per-sample log-probabilities from the logits of `views` consecutive views per

@@ -134,6 +134,11 @@ impl<'a, S: SampleSource> Subset<'a, S> {
     pub fn indices(&self) -> &[usize] {
         &self.indices
     }
+
+    /// Returns the source the subset selects from.
+    pub fn source(&self) -> &'a S {
+        self.source
+    }
 }
 
 impl<S: SampleSource> SampleSource for Subset<'_, S> {

@@ -54,6 +54,11 @@ pub fn train_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> RunOutput 
     run(env!("CARGO_BIN_EXE_train"), args, Some(dir), &[])
 }
 
+/// Runs the `train` binary with `args` and the extra environment variables `env`.
+pub fn train_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> RunOutput {
+    run(env!("CARGO_BIN_EXE_train"), args, None, env)
+}
+
 /// Runs the `plot` binary with `args` and the extra environment variables `env`.
 pub fn plot_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> RunOutput {
     run(env!("CARGO_BIN_EXE_plot"), args, None, env)

@@ -9,11 +9,14 @@
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::summary::LayerRow;
+use crate::dist::ProcessGroup;
+use crate::error::{Error, Result};
 
 /// A function that receives the row and the output tensor of every recorded layer.
 ///
@@ -152,7 +155,52 @@ impl Conv2d {
 #[derive(Debug)]
 pub struct BatchNorm2d {
     inner: nn::BatchNorm,
+    eps: f64,
     name: String,
+}
+
+/// PyTorch's batch-norm momentum, which tch's default configuration uses too.
+const BN_MOMENTUM: f64 = 0.1;
+
+thread_local! {
+    /// The group whose ranks share batch statistics, while a [`SyncBatchNorm`] guard lives.
+    static SYNC_GROUP: RefCell<Option<Arc<ProcessGroup>>> = const { RefCell::new(None) };
+    /// The first failure of a synchronised normalisation since the last [`SyncBatchNorm::check`].
+    static SYNC_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+}
+
+/// Makes every [`BatchNorm2d`] in training mode on this thread normalise with statistics over
+/// all ranks of a group while the guard lives (PyTorch's `SyncBatchNorm`).
+///
+/// A layer's forward cannot return an error, so a failed collective is kept and the plain
+/// local normalisation used; [`SyncBatchNorm::check`] returns the kept error.
+pub struct SyncBatchNorm(());
+
+impl SyncBatchNorm {
+    /// Turns synchronised statistics on for this thread until the guard drops.
+    pub fn enable(group: Arc<ProcessGroup>) -> SyncBatchNorm {
+        SYNC_GROUP.with(|slot| *slot.borrow_mut() = Some(group));
+        SyncBatchNorm(())
+    }
+
+    /// Returns the first error of a synchronised normalisation on this thread since the last
+    /// call, and clears it.
+    ///
+    /// # Errors
+    ///
+    /// The kept [`Error::Distributed`].
+    pub fn check() -> Result<()> {
+        match SYNC_ERROR.with(|slot| slot.borrow_mut().take()) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SyncBatchNorm {
+    fn drop(&mut self) {
+        SYNC_GROUP.with(|slot| *slot.borrow_mut() = None);
+    }
 }
 
 impl BatchNorm2d {
@@ -166,18 +214,40 @@ impl BatchNorm2d {
             ..Default::default()
         };
         let inner = nn::batch_norm2d(path, channels, config);
-        BatchNorm2d { inner, name: path_name(path) }
+        BatchNorm2d { inner, eps, name: path_name(path) }
     }
 
-    /// Normalises with batch statistics when `train`, else with the running statistics.
+    /// Normalises with batch statistics when `train`, else with the running statistics. The
+    /// statistics cover all ranks' batches while a [`SyncBatchNorm`] guard lives.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let out = xs.apply_t(&self.inner, train);
+        let out = match (train, SYNC_GROUP.with(|slot| slot.borrow().clone())) {
+            (true, Some(group)) => self.forward_synchronised(&group, xs),
+            _ => xs.apply_t(&self.inner, train),
+        };
         if recording() {
             let params =
                 self.inner.ws.as_ref().map_or(0, numel) + self.inner.bs.as_ref().map_or(0, numel);
             record(&self.name, "BatchNorm2d", &out, params, 0);
         }
         out
+    }
+}
+
+impl BatchNorm2d {
+    fn forward_synchronised(&self, group: &ProcessGroup, xs: &Tensor) -> Tensor {
+        let (Some(weight), Some(bias)) = (&self.inner.ws, &self.inner.bs) else {
+            return xs.apply_t(&self.inner, true);
+        };
+        let running = (&self.inner.running_mean, &self.inner.running_var);
+        match group.sync_batch_norm(xs, weight, bias, running, BN_MOMENTUM, self.eps) {
+            Ok(out) => out,
+            Err(error) => {
+                SYNC_ERROR.with(|slot| {
+                    slot.borrow_mut().get_or_insert(error);
+                });
+                xs.apply_t(&self.inner, true)
+            }
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod summary;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+pub use layers::SyncBatchNorm;
 pub use resnet::{ResNet, ResNetSpec, Shortcut};
 pub use resnet_cifar::{CifarResNet, CifarResNetSpec};
 pub use summary::{summarize, LayerRow, Summary};

@@ -12,6 +12,7 @@
 
 mod gradcheck;
 mod inspect;
+mod launch;
 mod lrfind;
 mod lrplot;
 mod options;
@@ -27,12 +28,16 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use expanse_dataset::loader::ResidentMemory;
 use expanse_tools::UsageError;
 use expanse_trainer::diagnose::{self, Thresholds};
+use expanse_trainer::dist::{Launch, ProcessGroup};
 use expanse_trainer::metrics::read_metrics;
 use expanse_trainer::protocol::Protocol;
+use expanse_trainer::run::Parallel;
+use expanse_trainer::Observer;
 use expanse_trainer::Trainer;
 
 use crate::options::{apply_preset, resolve_config, TrainOptions};
@@ -90,6 +95,31 @@ struct Args {
     #[arg(long, requires = "eval_only")]
     split: Option<String>,
 
+    /// Start N worker processes of this run on this machine (ranks 0..N on 127.0.0.1, as
+    /// torchrun --nproc-per-node does) and train data-parallel. --batch-size stays the global
+    /// batch.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024), conflicts_with = "eval_only")]
+    nproc_per_node: Option<u32>,
+
+    /// In a data-parallel run, normalise batches with statistics over all ranks' batches
+    /// (synchronised batch norm) instead of each rank's own.
+    #[arg(long, conflicts_with = "eval_only")]
+    sync_bn: bool,
+
+    /// In a data-parallel run, seconds to wait for the other ranks at the rendezvous and at
+    /// every collective before failing.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "eval_only")]
+    dist_timeout: u64,
+
+    /// In a data-parallel run, MiB of gradient per all-reduce bucket.
+    #[arg(long, value_name = "MIB", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=4096), conflicts_with = "eval_only")]
+    bucket_mib: u64,
+
+    /// Stop after global step N (counted from the run's start) with a checkpoint of that
+    /// position, as Ctrl-C does; continue later with --resume.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "eval_only")]
+    stop_after_step: Option<u64>,
+
     #[command(flatten)]
     train: TrainOptions,
 }
@@ -134,12 +164,13 @@ fn main() -> ExitCode {
         Some(command) => run_command(command, &matches),
         None => {
             apply_preset(&mut args.train, &matches);
-            check_resume_options(&args, &matches)
-                .and_then(|()| match &args.eval_only {
-                    Some(path) => evaluate(path, &args),
-                    None => run(args),
-                })
-                .map(|()| ExitCode::SUCCESS)
+            check_resume_options(&args, &matches).and_then(|()| match &args.eval_only {
+                Some(path) => evaluate(path, &args).map(|()| ExitCode::SUCCESS),
+                None => match args.nproc_per_node {
+                    Some(workers) => launch::run_workers(workers as usize),
+                    None => run(args).map(|()| ExitCode::SUCCESS),
+                },
+            })
         }
     };
     match result {
@@ -173,10 +204,44 @@ fn run_command(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCod
     Ok(if verdict { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Joins the data-parallel run that torchrun's variables describe, if any.
+fn join_run(args: &Args) -> anyhow::Result<Option<Parallel>> {
+    let Some(launch) = Launch::from_env()? else {
+        if args.sync_bn {
+            log::warn!("--sync-bn has no effect in a single-process run (WORLD_SIZE is not set)");
+        }
+        return Ok(None);
+    };
+    let timeout = Duration::from_secs(args.dist_timeout);
+    let group = ProcessGroup::join(&launch, timeout)?;
+    if launch.rank == 0 {
+        eprintln!(
+            "data-parallel run of {} ranks (rendezvous {}:{})",
+            launch.world_size, launch.master_addr, launch.master_port
+        );
+    }
+    Ok(Some(Parallel {
+        group: Arc::new(group),
+        sync_batch_norm: args.sync_bn,
+        bucket_bytes: (args.bucket_mib as usize) << 20,
+        local_rank: launch.local_rank,
+    }))
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    let parallel = join_run(&args)?;
+    let rank = parallel.as_ref().map(|p| p.group.rank());
+    let result = train(&args, parallel);
+    match rank {
+        Some(rank) if rank > 0 => result.with_context(|| format!("rank {rank}")),
+        _ => result,
+    }
+}
+
+fn train(args: &Args, parallel: Option<Parallel>) -> anyhow::Result<()> {
     let mut trainer = match &args.resume {
         Some(run_dir) => {
-            let mut trainer = Trainer::resume_with_epochs(run_dir, args.train.epochs)
+            let mut trainer = Trainer::resume_parallel(run_dir, args.train.epochs, parallel)
                 .with_context(|| format!("cannot resume {}", run_dir.display()))?;
             if let Some(threads) = args.train.threads {
                 trainer.set_threads(threads)?;
@@ -186,16 +251,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => {
             let config = resolve_config(&args.train)?;
             let run_dir = args.run_dir.clone().expect("clap requires --run-dir without --resume");
-            Trainer::create(config, &run_dir)
+            Trainer::create_parallel(config, &run_dir, parallel)
                 .with_context(|| format!("cannot start a run in {}", run_dir.display()))?
         }
     };
 
+    trainer.stop_after_step(args.stop_after_step.map(|step| step as usize));
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = Arc::clone(&stop);
     // Without a handler Ctrl-C still ends the run, at the last checkpoint.
     if let Err(error) = ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed)) {
         log::warn!("Ctrl-C will not checkpoint the run: {error}");
+    }
+    if !trainer.writes() {
+        // Ranks other than 0 train silently; rank 0 reports and writes for the run.
+        trainer.fit(&mut StopFlag(stop))?;
+        return Ok(());
     }
     let mut progress = PassProgress::new(expanse_tools::interactive(), stop).with_curves();
     let summary = match trainer.fit(&mut progress) {
@@ -245,6 +316,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("{diagnosis}");
     }
     Ok(())
+}
+
+/// An observer that only passes on Ctrl-C.
+struct StopFlag(Arc<AtomicBool>);
+
+impl Observer for StopFlag {
+    fn stop_requested(&mut self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Evaluates the last checkpoint of a run with the chosen protocol.
@@ -302,7 +382,17 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
         }
     }
     let (mode, allowed): (&str, &[&str]) = if args.resume.is_some() {
-        ("resuming", &["resume", "epochs", "threads"])
+        let allowed = &[
+            "resume",
+            "epochs",
+            "threads",
+            "nproc_per_node",
+            "sync_bn",
+            "dist_timeout",
+            "bucket_mib",
+            "stop_after_step",
+        ];
+        ("resuming", &allowed[..])
     } else if args.eval_only.is_some() {
         ("evaluating", &["eval_only", "protocol", "crop", "scales", "no_mirror", "split"][..])
     } else {
@@ -318,7 +408,7 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
         .collect();
     if !fixed.is_empty() {
         let only = if args.resume.is_some() {
-            "only --epochs can be raised and --threads changed"
+            "only --epochs can be raised, and --threads and the data-parallel options changed"
         } else {
             "only --protocol, --crop, --scales, --no-mirror and --split apply"
         };

@@ -1,0 +1,275 @@
+// A C interface to libtorch's distributed engine (c10d) for expanse's trainer.
+//
+// tch binds ATen but not c10d, so this file reaches the engine's C++ classes and gives Rust a
+// handful of `extern "C"` functions over an opaque group handle:
+//
+//   expanse_c10d_group_new        TCP store rendezvous, then a Gloo process group
+//   expanse_c10d_group_free       leaves the group
+//   expanse_c10d_all_reduce       sums or averages tensors in place on every rank
+//   expanse_c10d_broadcast        copies tensors from one rank to all
+//   expanse_c10d_barrier          waits for every rank
+//   expanse_c10d_sync_batch_norm  batch normalisation with statistics over all ranks
+//
+// A tensor crosses the boundary as tch's `C_tensor`, which is an `at::Tensor*`. Every function
+// catches C++ exceptions and copies their message into the caller's buffer, returning a null
+// handle or a non-zero status, so no exception unwinds into Rust.
+//
+// The group is a c10d Backend (ProcessGroupGloo) used directly. Gloo reduces CPU tensors;
+// ProcessGroupNCCL lives in libtorch_cuda.so, which the lean CPU libtorch leaves out.
+
+#include <algorithm>
+#include <cstdlib>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <c10/util/Logging.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+  int rank;
+  int size;
+};
+
+// Copies the message of the current exception into `err` (always NUL-terminated).
+void store_error(char* err, size_t len, const std::exception& e) {
+  if (err == nullptr || len == 0) {
+    return;
+  }
+  const char* what = e.what();
+  if (auto* c10_error = dynamic_cast<const c10::Error*>(&e)) {
+    what = c10_error->what_without_backtrace();
+  }
+  std::strncpy(err, what, len - 1);
+  err[len - 1] = '\0';
+}
+
+std::vector<at::Tensor> gather_tensors(at::Tensor** tensors, size_t count) {
+  std::vector<at::Tensor> out;
+  out.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    out.push_back(*tensors[i]);
+  }
+  return out;
+}
+
+// Sums `tensors` over all ranks, launching one operation per tensor before waiting on any,
+// so that Gloo's worker threads reduce several buckets at once.
+void all_reduce_sum(Group* group, std::vector<at::Tensor>& tensors) {
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  works.reserve(tensors.size());
+  for (auto& tensor : tensors) {
+    std::vector<at::Tensor> one{tensor};
+    c10d::AllreduceOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    works.push_back(group->backend->allreduce(one, options));
+  }
+  for (auto& work : works) {
+    work->wait();
+  }
+}
+
+// Batch normalisation over the union of all ranks' batches, as PyTorch's SyncBatchNorm
+// computes it: forward sums (x, x^2, count) over ranks; backward sums (dy, dy * (x - mean))
+// over ranks for the input gradient, while the weight and bias gradients stay local for the
+// gradient all-reduce to average.
+struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor input,
+                            at::Tensor weight, at::Tensor bias, at::Tensor running_mean,
+                            at::Tensor running_var, double momentum, double eps,
+                            int64_t group_address) {
+    auto* group = reinterpret_cast<Group*>(group_address);
+    const int64_t channels = input.size(1);
+    const std::vector<int64_t> dims{0, 2, 3};
+    const int64_t local = input.numel() / std::max<int64_t>(channels, 1);
+
+    auto x = input.to(at::kDouble);
+    auto stats = at::cat({x.sum(dims), (x * x).sum(dims),
+                          at::full({1}, static_cast<double>(local), x.options())});
+    std::vector<at::Tensor> reduce{stats};
+    all_reduce_sum(group, reduce);
+    const double count = stats[2 * channels].item<double>();
+    TORCH_CHECK(count > 1, "synchronised batch norm needs more than one value per channel over ",
+                "all ranks, got ", count);
+    auto mean = stats.slice(0, 0, channels) / count;
+    auto var = (stats.slice(0, channels, 2 * channels) / count - mean * mean).clamp_min(0);
+    auto invstd = (var + eps).rsqrt();
+
+    {
+      torch::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+      running_var.mul_(1 - momentum)
+          .add_((var * (count / (count - 1))).to(running_var.scalar_type()), momentum);
+    }
+
+    auto mean_f = mean.to(input.scalar_type()).view({1, channels, 1, 1});
+    auto invstd_f = invstd.to(input.scalar_type()).view({1, channels, 1, 1});
+    auto out = (input - mean_f) * invstd_f * weight.view({1, channels, 1, 1}) +
+               bias.view({1, channels, 1, 1});
+    ctx->save_for_backward({input, weight, mean_f, invstd_f});
+    ctx->saved_data["group"] = group_address;
+    ctx->saved_data["count"] = count;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto input = saved[0];
+    auto weight = saved[1];
+    auto mean = saved[2];
+    auto invstd = saved[3];
+    auto* group = reinterpret_cast<Group*>(ctx->saved_data["group"].toInt());
+    const double count = ctx->saved_data["count"].toDouble();
+    const int64_t channels = input.size(1);
+    const std::vector<int64_t> dims{0, 2, 3};
+
+    auto dy = grads[0].contiguous();
+    auto xmu = input - mean;
+    auto sum_dy = dy.sum(dims);
+    auto sum_dy_xmu = (dy * xmu).sum(dims);
+    auto grad_weight = sum_dy_xmu * invstd.view({channels});
+    auto grad_bias = sum_dy.clone();
+
+    auto sums = at::cat({sum_dy, sum_dy_xmu});
+    std::vector<at::Tensor> reduce{sums};
+    all_reduce_sum(group, reduce);
+    auto mean_dy = (sums.slice(0, 0, channels) / count).view({1, channels, 1, 1});
+    auto mean_dy_xmu = (sums.slice(0, channels, 2 * channels) / count).view({1, channels, 1, 1});
+    auto grad_input = (dy - mean_dy - xmu * invstd * invstd * mean_dy_xmu) * invstd *
+                      weight.view({1, channels, 1, 1});
+    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+}  // namespace
+
+extern "C" {
+
+// Joins the group `rank` of `size` whose TCP store rank 0 serves at `host`:`port`. Rank 0
+// waits up to `timeout_ms` for the others to connect; the others retry connecting for as long.
+// Gloo binds to `interface` when it is not empty, to the loopback address when `host` is a
+// loopback address, else to the address this machine's hostname resolves to.
+void* expanse_c10d_group_new(const char* host, uint16_t port, int rank, int size,
+                             int64_t timeout_ms, const char* interface, char* err, size_t len) {
+  try {
+    // c10d logs every failed connection attempt with a C++ stack trace; the error returned
+    // here says what failed. TORCH_CPP_LOG_LEVEL still selects c10's log level when set.
+    if (std::getenv("TORCH_CPP_LOG_LEVEL") == nullptr) {
+      FLAGS_caffe2_log_level = 3;
+    }
+    const std::chrono::milliseconds timeout(timeout_ms);
+    c10d::TCPStoreOptions store_options;
+    store_options.port = port;
+    store_options.isServer = rank == 0;
+    store_options.numWorkers = static_cast<size_t>(size);
+    store_options.waitWorkers = true;
+    store_options.timeout = timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), store_options);
+
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    const std::string iface(interface == nullptr ? "" : interface);
+    if (!iface.empty()) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(iface));
+    } else if (is_loopback(host)) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+    return new Group{store, backend, rank, size};
+  } catch (const std::exception& e) {
+    store_error(err, len, e);
+    return nullptr;
+  }
+}
+
+void expanse_c10d_group_free(void* group) { delete static_cast<Group*>(group); }
+
+// Sums `count` tensors over all ranks in place; divides them by the group size when `average`.
+int expanse_c10d_all_reduce(void* handle, at::Tensor** tensors, size_t count, int average,
+                            char* err, size_t len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    auto list = gather_tensors(tensors, count);
+    all_reduce_sum(group, list);
+    if (average != 0) {
+      torch::NoGradGuard no_grad;
+      for (auto& tensor : list) {
+        tensor.div_(group->size);
+      }
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    store_error(err, len, e);
+    return 1;
+  }
+}
+
+// Overwrites `count` tensors on every rank with those of rank `root`.
+int expanse_c10d_broadcast(void* handle, at::Tensor** tensors, size_t count, int root, char* err,
+                           size_t len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    for (size_t i = 0; i < count; ++i) {
+      std::vector<at::Tensor> one{*tensors[i]};
+      c10d::BroadcastOptions options;
+      options.rootRank = root;
+      works.push_back(group->backend->broadcast(one, options));
+    }
+    for (auto& work : works) {
+      work->wait();
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    store_error(err, len, e);
+    return 1;
+  }
+}
+
+int expanse_c10d_barrier(void* handle, char* err, size_t len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    group->backend->barrier()->wait();
+    return 0;
+  } catch (const std::exception& e) {
+    store_error(err, len, e);
+    return 1;
+  }
+}
+
+// Writes a new tensor: the batch-normalised `input` (N x C x H x W) with statistics over all
+// ranks, and updates the running statistics. Differentiable in input, weight and bias.
+at::Tensor* expanse_c10d_sync_batch_norm(void* handle, at::Tensor* input, at::Tensor* weight,
+                                         at::Tensor* bias, at::Tensor* running_mean,
+                                         at::Tensor* running_var, double momentum, double eps,
+                                         char* err, size_t len) {
+  try {
+    TORCH_CHECK(input->dim() == 4, "synchronised batch norm expects N x C x H x W, got ",
+                input->sizes());
+    auto out = SyncBatchNorm::apply(*input, *weight, *bias, *running_mean, *running_var,
+                                    momentum, eps, reinterpret_cast<int64_t>(handle));
+    return new at::Tensor(out);
+  } catch (const std::exception& e) {
+    store_error(err, len, e);
+    return nullptr;
+  }
+}
+
+}  // extern "C"
