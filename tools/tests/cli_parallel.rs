@@ -139,6 +139,23 @@ fn two_gloo_workers_take_the_steps_of_one_process_on_the_global_batch() {
 }
 
 #[test]
+fn accumulated_micro_batches_are_averaged_once() {
+    let (temp, data) = temp_data();
+    let single = temp.path().join("single");
+    let parallel = temp.path().join("parallel");
+
+    // One step of two micro-batches: the ranks accumulate the first locally and average the
+    // sum in the second's backward pass. Averaging each would count the first twice.
+    let step = ["--epochs", "1", "--lr", "0.01", "--accumulation", "2", "--stop-after-step", "1"];
+    train_ok(&run_args(&data, &single, &step));
+    let two = [&step[..], &["--nproc-per-node", "2", "--sync-bn"]].concat();
+    train_ok(&run_args(&data, &parallel, &two));
+
+    let (difference, name) = largest_difference(&checkpoint(&single), &checkpoint(&parallel));
+    assert!(difference < 1e-5, "accumulated step differs by {difference} in {name}");
+}
+
+#[test]
 fn resumed_two_worker_run_matches_the_uninterrupted_one() {
     let (temp, data) = temp_data();
     let whole = temp.path().join("whole");

@@ -29,7 +29,9 @@
 #include <c10/util/Logging.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
 #include <torch/torch.h>
 
 namespace {
@@ -37,9 +39,15 @@ namespace {
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
+  // The backend wrapped as a ProcessGroup, which the DDP reducer takes.
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group;
   int rank;
   int size;
 };
+
+// The first bucket is kept small so its reduction starts early in the backward pass, as
+// PyTorch DDP does (its _DEFAULT_FIRST_BUCKET_BYTES).
+constexpr int64_t kFirstBucketBytes = 1 << 20;
 
 // Copies the message of the current exception into `err` (always NUL-terminated).
 void store_error(char* err, size_t len, const std::exception& e) {
@@ -191,8 +199,13 @@ void* expanse_c10d_group_new(const char* host, uint16_t port, int rank, int size
     } else {
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
-    return new Group{store, backend, rank, size};
+    c10::intrusive_ptr<c10d::Backend> backend =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+    auto process_group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
+    process_group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO,
+                              backend);
+    process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    return new Group{store, backend, process_group, rank, size};
   } catch (const std::exception& e) {
     store_error(err, len, e);
     return nullptr;
@@ -269,6 +282,56 @@ at::Tensor* expanse_c10d_sync_batch_norm(void* handle, at::Tensor* input, at::Te
   } catch (const std::exception& e) {
     store_error(err, len, e);
     return nullptr;
+  }
+}
+
+// Builds PyTorch DDP's reducer over `params` (in the order every rank passes them): autograd
+// hooks that copy each gradient into its bucket as backward produces it, and start the
+// bucket's average over all ranks as soon as the bucket is full, while backward goes on.
+// Buckets hold about `bucket_bytes`, except a first one of 1 MiB.
+void* expanse_c10d_reducer_new(void* handle, at::Tensor** params, size_t count,
+                               int64_t bucket_bytes, char* err, size_t len) {
+  try {
+    auto* group = static_cast<Group*>(handle);
+    auto tensors = gather_tensors(params, count);
+    std::vector<bool> sparse(count, false);
+    auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(
+        tensors, {static_cast<size_t>(kFirstBucketBytes), static_cast<size_t>(bucket_bytes)},
+        sparse);
+    // Backward reaches the last parameters first, so their buckets go first.
+    std::reverse(buckets.begin(), buckets.end());
+    std::reverse(limits.begin(), limits.end());
+    std::vector<int64_t> caps(limits.begin(), limits.end());
+    return new c10d::Reducer(tensors, buckets, group->process_group, sparse, bucket_bytes,
+                             /*find_unused_parameters=*/false,
+                             /*gradient_as_bucket_view=*/false, {}, kFirstBucketBytes,
+                             /*skip_all_reduce_unused_params=*/false,
+                             /*use_python_reducer=*/false, caps);
+  } catch (const std::exception& e) {
+    store_error(err, len, e);
+    return nullptr;
+  }
+}
+
+void expanse_c10d_reducer_free(void* reducer) { delete static_cast<c10d::Reducer*>(reducer); }
+
+// Readies the reducer for one forward and backward pass. With `sync` the next backward pass
+// averages the gradients over all ranks; without it, it only accumulates them locally, as
+// under DDP's no_sync(). The first call with `sync` also reorders the buckets into the order
+// that the gradients arrived in (a collective, like the rest).
+int expanse_c10d_reducer_prepare(void* handle, int sync, char* err, size_t len) {
+  try {
+    auto* reducer = static_cast<c10d::Reducer*>(handle);
+    if (sync == 0) {
+      return 0;
+    }
+    reducer->rebuild_buckets();
+    reducer->prepare_for_forward();
+    reducer->prepare_for_backward({});
+    return 0;
+  } catch (const std::exception& e) {
+    store_error(err, len, e);
+    return 1;
   }
 }
 

@@ -7,14 +7,15 @@
 //!
 //! The engine is reached through a small C++ bridge (`csrc/c10d.cpp`) because tch binds ATen
 //! but not c10d. [`ProcessGroup`] owns the bridge's handle and offers what data-parallel
-//! training needs: gradient averaging in buckets, broadcasts, sums of counters and
-//! batch normalisation with statistics over all ranks.
+//! training needs: broadcasts, sums of counters and batch normalisation with statistics over
+//! all ranks. [`GradientReducer`] is PyTorch DDP's reducer, which averages gradients in
+//! buckets while the backward pass runs.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{Error, Result};
 
@@ -68,6 +69,21 @@ mod ffi {
             len: usize,
         ) -> c_int;
         pub fn expanse_c10d_barrier(group: *mut c_void, err: *mut c_char, len: usize) -> c_int;
+        pub fn expanse_c10d_reducer_new(
+            group: *mut c_void,
+            params: *const RawTensor,
+            count: usize,
+            bucket_bytes: i64,
+            err: *mut c_char,
+            len: usize,
+        ) -> *mut c_void;
+        pub fn expanse_c10d_reducer_free(reducer: *mut c_void);
+        pub fn expanse_c10d_reducer_prepare(
+            reducer: *mut c_void,
+            sync: c_int,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
         #[allow(clippy::too_many_arguments)]
         pub fn expanse_c10d_sync_batch_norm(
             group: *mut c_void,
@@ -330,41 +346,6 @@ impl ProcessGroup {
         Ok(())
     }
 
-    /// Averages `gradients` over all ranks in place. They are packed into buckets of about
-    /// `bucket_bytes` in reverse order (the order backward produces them, as PyTorch DDP packs
-    /// them), and the buckets' reductions run concurrently on Gloo's threads. Undefined
-    /// gradients are skipped; every rank must pass the same list.
-    ///
-    /// # Errors
-    ///
-    /// As [`ProcessGroup::all_reduce_sum`].
-    pub fn average_gradients(&self, gradients: &[Tensor], bucket_bytes: usize) -> Result<()> {
-        let grads: Vec<Tensor> =
-            gradients.iter().rev().filter(|g| g.defined()).map(Tensor::shallow_clone).collect();
-        let buckets = buckets(&grads, bucket_bytes);
-        let flats: Vec<Tensor> = buckets
-            .iter()
-            .map(|bucket| {
-                let views: Vec<Tensor> = bucket.iter().map(|&i| grads[i].reshape([-1])).collect();
-                Tensor::cat(&views, 0)
-            })
-            .collect();
-        let refs: Vec<&Tensor> = flats.iter().collect();
-        self.all_reduce_mean(&refs)?;
-        tch::no_grad(|| {
-            for (bucket, flat) in buckets.iter().zip(&flats) {
-                let mut offset = 0;
-                for &i in bucket {
-                    let mut grad = grads[i].shallow_clone();
-                    let numel = grad.numel() as i64;
-                    grad.copy_(&flat.narrow(0, offset, numel).view_as(&grad));
-                    offset += numel;
-                }
-            }
-        });
-        Ok(())
-    }
-
     /// Batch normalisation in training mode with mean and variance over the batches of all
     /// ranks, as PyTorch's `SyncBatchNorm`; updates the running statistics with `momentum`.
     /// Every rank must call it for the same layers in the same order, forward and backward.
@@ -422,46 +403,94 @@ impl ProcessGroup {
     }
 }
 
+/// PyTorch DDP's reducer: averages the gradients of a fixed list of parameters over all ranks
+/// during the backward pass.
+///
+/// Autograd hooks copy each gradient into its bucket as soon as backward produces it, and a
+/// full bucket's all-reduce starts at once, so communication overlaps the rest of backward.
+/// When backward returns, every parameter's gradient is the average over the ranks.
+#[derive(Debug)]
+pub struct GradientReducer {
+    handle: NonNull<c_void>,
+    // Collectives go through the group's process group, which the reducer keeps alive itself.
+    rank: usize,
+    size: usize,
+}
+
+// SAFETY: the reducer is used from the training thread and from libtorch's autograd engine,
+// which PyTorch's DDP does too.
+unsafe impl Send for GradientReducer {}
+
+impl GradientReducer {
+    /// Registers the hooks on `params`, which every rank must pass in the same order, in
+    /// buckets of about `bucket_bytes` (the first of 1 MiB, so that it starts early).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Distributed`] when libtorch rejects the parameters (for example, some on
+    /// another device).
+    pub fn new(group: &ProcessGroup, params: &[Tensor], bucket_bytes: usize) -> Result<Self> {
+        let raw: Vec<ffi::RawTensor> = params.iter().map(ffi::raw).collect();
+        let mut err = vec![0 as c_char; ERROR_BYTES];
+        let bucket_bytes = i64::try_from(bucket_bytes).unwrap_or(i64::MAX);
+        // SAFETY: the handles point at live tensors; the reducer keeps its own references.
+        let handle = unsafe {
+            ffi::expanse_c10d_reducer_new(
+                group.handle.as_ptr(),
+                raw.as_ptr(),
+                raw.len(),
+                bucket_bytes,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        match NonNull::new(handle) {
+            Some(handle) => Ok(GradientReducer { handle, rank: group.rank, size: group.size }),
+            None => Err(group.failure("gradient reducer setup", &err)),
+        }
+    }
+
+    /// Readies the next backward pass: with `sync` it averages the gradients over all ranks,
+    /// without it (the earlier micro-batches of an accumulated batch) it only accumulates them
+    /// locally. Every rank must make the same calls.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Distributed`] when the collective that reorders the buckets fails.
+    pub fn prepare(&self, sync: bool) -> Result<()> {
+        let mut err = vec![0 as c_char; ERROR_BYTES];
+        // SAFETY: `err` has `len` bytes; the handle is live until drop.
+        let status = unsafe {
+            ffi::expanse_c10d_reducer_prepare(
+                self.handle.as_ptr(),
+                c_int::from(sync),
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        if status == 0 {
+            return Ok(());
+        }
+        Err(Error::Distributed(format!(
+            "gradient reducer failed on rank {} of {}: {}",
+            self.rank,
+            self.size,
+            message(&err)
+        )))
+    }
+}
+
+impl Drop for GradientReducer {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `expanse_c10d_reducer_new` and is freed once.
+        unsafe { ffi::expanse_c10d_reducer_free(self.handle.as_ptr()) }
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // SAFETY: the handle came from `expanse_c10d_group_new` and is freed once.
         unsafe { ffi::expanse_c10d_group_free(self.handle.as_ptr()) }
-    }
-}
-
-/// Splits tensors `0..n` into consecutive buckets of at least one tensor and at most
-/// `bucket_bytes` (a tensor larger than that gets a bucket of its own).
-fn buckets(tensors: &[Tensor], bucket_bytes: usize) -> Vec<Vec<usize>> {
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut bytes = 0usize;
-    for (i, tensor) in tensors.iter().enumerate() {
-        let size = tensor.numel() * element_bytes(tensor.kind());
-        match out.last_mut() {
-            Some(last)
-                if bytes + size <= bucket_bytes && last_kind(tensors, last) == tensor.kind() =>
-            {
-                last.push(i);
-                bytes += size;
-            }
-            _ => {
-                out.push(vec![i]);
-                bytes = size;
-            }
-        }
-    }
-    out
-}
-
-fn last_kind(tensors: &[Tensor], bucket: &[usize]) -> Kind {
-    tensors[bucket[0]].kind()
-}
-
-fn element_bytes(kind: Kind) -> usize {
-    match kind {
-        Kind::Double | Kind::Int64 => 8,
-        Kind::Half | Kind::BFloat16 | Kind::Int16 => 2,
-        Kind::Uint8 | Kind::Int8 | Kind::Bool => 1,
-        _ => 4,
     }
 }
 
@@ -539,17 +568,6 @@ mod tests {
             let error = Launch::from_lookup(lookup(vars)).unwrap_err().to_string();
             assert!(error.contains(expected), "{error:?} should contain {expected:?}");
         }
-    }
-
-    #[test]
-    fn buckets_respect_the_cap_and_keep_order() {
-        let tensors: Vec<Tensor> = [10, 10, 30, 5, 5]
-            .iter()
-            .map(|&n| Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)))
-            .collect();
-        // 4 bytes per element: 40, 40, 120, 20, 20 bytes against a cap of 100.
-        assert_eq!(buckets(&tensors, 100), vec![vec![0, 1], vec![2], vec![3, 4]]);
-        assert_eq!(buckets(&tensors, 1 << 20), vec![vec![0, 1, 2, 3, 4]]);
     }
 
     #[test]

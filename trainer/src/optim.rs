@@ -101,6 +101,11 @@ impl Sgd {
         self.params.iter().map(|p| (p.name.as_str(), &p.buffer))
     }
 
+    /// Returns the tracked parameters in update order (sorted by name), sharing their storage.
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.params.iter().map(|p| p.value.shallow_clone()).collect()
+    }
+
     /// Returns the gradients of the tracked parameters (undefined where none was computed).
     /// They share storage with the parameters' gradients, so changing them in place changes
     /// the update.

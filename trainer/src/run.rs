@@ -14,7 +14,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::checkpoint::{self, TrainState, CHECKPOINT_FILE};
 use crate::device::{self, LossScaler, Precision};
-use crate::dist::ProcessGroup;
+use crate::dist::{GradientReducer, ProcessGroup};
 use crate::metrics::{self, EpochMetrics, StepMetrics, Tally, WaitTimes};
 use crate::model::{self, Network};
 use crate::optim::Sgd;
@@ -70,6 +70,8 @@ pub struct Trainer {
     parallel: Option<Parallel>,
     /// The step after which [`Trainer::fit`] stops as on a stop request.
     stop_after_step: Option<usize>,
+    /// The gradient averaging of a data-parallel run.
+    reducer: Option<GradientReducer>,
 }
 
 /// How a trainer takes part in a data-parallel run.
@@ -407,6 +409,14 @@ impl Trainer {
             loader: LoaderState { seed: config.seed, epoch: 0, position: 0 },
             loss_scaler,
         };
+        let reducer = match &parallel {
+            Some(parallel) => Some(GradientReducer::new(
+                &parallel.group,
+                &sgd.parameters(),
+                parallel.bucket_bytes,
+            )?),
+            None => None,
+        };
         let run_dir = run_dir.to_path_buf();
         Ok(Trainer {
             config,
@@ -420,6 +430,7 @@ impl Trainer {
             selected,
             parallel,
             stop_after_step: None,
+            reducer,
         })
     }
 
@@ -751,7 +762,10 @@ impl Trainer {
         self.sgd.zero_grad();
         let mut logits_parts = Vec::with_capacity(parts as usize);
         let (mut loss_sum, mut objective_sum) = (0.0, 0.0);
-        for (x, y) in images.chunk(parts, 0).iter().zip(labels.chunk(parts, 0).iter()) {
+        let micro_batches = images.chunk(parts, 0).into_iter().zip(labels.chunk(parts, 0));
+        let last = parts as usize - 1;
+        for (part, (x, y)) in micro_batches.enumerate() {
+            let (x, y) = (&x, &y);
             let output = precision.autocast(|| self.model.forward(x, true));
             let loss = cross_entropy(&output.logits, y);
             let mut objective = loss.shallow_clone();
@@ -760,7 +774,11 @@ impl Trainer {
             }
             let share = y.size()[0] as f64 / samples as f64;
             model::SyncBatchNorm::check()?;
-            (&objective * (share * scale)).backward();
+            if let Some(reducer) = &self.reducer {
+                // Gradients are averaged over the ranks in the last micro-batch's backward.
+                reducer.prepare(part == last)?;
+            }
+            (&objective * (share * scale)).f_backward()?;
             model::SyncBatchNorm::check()?;
             let part = y.size()[0] as f64;
             loss_sum += f64::try_from(&loss)? * part;
@@ -771,7 +789,6 @@ impl Trainer {
         let mut objective = objective_sum / samples as f64;
         let mut stop = stop;
         if let Some(parallel) = &self.parallel {
-            parallel.group.average_gradients(&self.sgd.gradients(), parallel.bucket_bytes)?;
             // Every rank learns whether any diverged or was asked to stop, so all take the
             // same branch and no rank waits on a collective the others never join.
             let mut values = [objective, f64::from(u8::from(stop))];
