@@ -1,7 +1,9 @@
 //! Compiles the C++ bridge to libtorch's distributed engine (`csrc/c10d.cpp`) against the
-//! libtorch that tch links, found through `LIBTORCH` as tch's own build finds it. Gloo's headers
-//! come from the system (Debian's `libgloo-dev`); only pointers to Gloo types cross into
-//! libtorch, so their layout does not have to match the Gloo that libtorch was built with.
+//! libtorch that tch links, found through `LIBTORCH` as tch's own build finds it.
+//!
+//! Gloo's headers come from the system (Debian's `libgloo-dev`). The bridge passes Gloo types
+//! to libtorch only behind pointers, so their layout need not match the Gloo inside libtorch.
+//! libtorch 2.11's wheel uses the C++11 string ABI, hence `_GLIBCXX_USE_CXX11_ABI=1`.
 
 use std::env;
 use std::path::PathBuf;

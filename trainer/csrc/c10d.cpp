@@ -29,6 +29,7 @@
 #include <c10/util/Logging.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
@@ -87,10 +88,10 @@ void all_reduce_sum(Group* group, std::vector<at::Tensor>& tensors) {
   }
 }
 
-// Batch normalisation over the union of all ranks' batches, as PyTorch's SyncBatchNorm
-// computes it: forward sums (x, x^2, count) over ranks; backward sums (dy, dy * (x - mean))
-// over ranks for the input gradient, while the weight and bias gradients stay local for the
-// gradient all-reduce to average.
+// Batch normalisation over the union of all ranks' batches, computed as PyTorch's
+// SyncBatchNorm does. Forward sums (x, x^2, count) over the ranks. Backward sums (dy,
+// dy * (x - mean)) over the ranks for the input gradient, and leaves the weight and bias
+// gradients local, because the gradient all-reduce averages them afterwards.
 struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor input,
                             at::Tensor weight, at::Tensor bias, at::Tensor running_mean,
@@ -101,16 +102,29 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
     const std::vector<int64_t> dims{0, 2, 3};
     const int64_t local = input.numel() / std::max<int64_t>(channels, 1);
 
-    auto x = input.to(at::kDouble);
-    auto stats = at::cat({x.sum(dims), (x * x).sum(dims),
-                          at::full({1}, static_cast<double>(local), x.options())});
-    std::vector<at::Tensor> reduce{stats};
+    // Each rank's mean and variance come from two passes in the input's type, as libtorch's
+    // own CPU batch norm computes them (at::var_mean's single pass was less accurate). Ranks
+    // combine them in double with the parallel variance formula, because sums of x and x^2
+    // would cancel catastrophically when the mean is large against the spread.
+    auto local_mean = input.mean(dims);
+    auto local_var = (input - local_mean.view({1, channels, 1, 1})).square().mean(dims);
+    // An all-gather through a sum: each rank fills its own row of a zero matrix.
+    auto rows = at::zeros({group->size, 2 * channels + 1}, input.options().dtype(at::kDouble));
+    auto own = rows[group->rank];
+    own.slice(0, 0, channels).copy_(local_mean);
+    own.slice(0, channels, 2 * channels).copy_(local_var);
+    own[2 * channels].fill_(static_cast<double>(local));
+    std::vector<at::Tensor> reduce{rows};
     all_reduce_sum(group, reduce);
-    const double count = stats[2 * channels].item<double>();
+
+    auto counts = rows.select(1, 2 * channels).unsqueeze(1);
+    const double count = counts.sum().item<double>();
     TORCH_CHECK(count > 1, "synchronised batch norm needs more than one value per channel over ",
                 "all ranks, got ", count);
-    auto mean = stats.slice(0, 0, channels) / count;
-    auto var = (stats.slice(0, channels, 2 * channels) / count - mean * mean).clamp_min(0);
+    auto means = rows.slice(1, 0, channels);
+    auto mean = (means * counts).sum(0) / count;
+    auto spread = rows.slice(1, channels, 2 * channels) + (means - mean).pow(2);
+    auto var = (spread * counts).sum(0) / count;
     auto invstd = (var + eps).rsqrt();
 
     {
@@ -120,10 +134,13 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
           .add_((var * (count / (count - 1))).to(running_var.scalar_type()), momentum);
     }
 
+    // (x - mean) * (invstd * weight) + bias. Not at::batch_norm's inference kernel: it folds
+    // the mean into the shift, x * a + (bias - mean * a), which cancels digits when the mean
+    // is large against the spread.
     auto mean_f = mean.to(input.scalar_type()).view({1, channels, 1, 1});
     auto invstd_f = invstd.to(input.scalar_type()).view({1, channels, 1, 1});
-    auto out = (input - mean_f) * invstd_f * weight.view({1, channels, 1, 1}) +
-               bias.view({1, channels, 1, 1});
+    auto out = at::addcmul(bias.view({1, channels, 1, 1}), input - mean_f,
+                           invstd_f * weight.view({1, channels, 1, 1}));
     ctx->save_for_backward({input, weight, mean_f, invstd_f});
     ctx->saved_data["group"] = group_address;
     ctx->saved_data["count"] = count;
@@ -142,7 +159,7 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
     const int64_t channels = input.size(1);
     const std::vector<int64_t> dims{0, 2, 3};
 
-    auto dy = grads[0].contiguous();
+    auto dy = grads[0];
     auto xmu = input - mean;
     auto sum_dy = dy.sum(dims);
     auto sum_dy_xmu = (dy * xmu).sum(dims);
@@ -154,8 +171,10 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
     all_reduce_sum(group, reduce);
     auto mean_dy = (sums.slice(0, 0, channels) / count).view({1, channels, 1, 1});
     auto mean_dy_xmu = (sums.slice(0, channels, 2 * channels) / count).view({1, channels, 1, 1});
-    auto grad_input = (dy - mean_dy - xmu * invstd * invstd * mean_dy_xmu) * invstd *
-                      weight.view({1, channels, 1, 1});
+    // Per-channel factors first, so that the full-size tensors take few passes.
+    auto scale = invstd * weight.view({1, channels, 1, 1});
+    auto slope = invstd * invstd * mean_dy_xmu;
+    auto grad_input = (dy - mean_dy - xmu * slope) * scale;
     return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor()};
   }
@@ -169,12 +188,14 @@ bool is_loopback(const std::string& host) {
 
 extern "C" {
 
-// Joins the group `rank` of `size` whose TCP store rank 0 serves at `host`:`port`. Rank 0
-// waits up to `timeout_ms` for the others to connect; the others retry connecting for as long.
+// Joins the group `rank` of `size` whose TCP store is served at `host`:`port`: by rank 0,
+// which waits up to `timeout_ms` for the others, or with `agent_store` by torchrun's agent, to
+// which every rank connects. Keys go under `prefix`, apart from the agent's own.
 // Gloo binds to `interface` when it is not empty, to the loopback address when `host` is a
 // loopback address, else to the address this machine's hostname resolves to.
 void* expanse_c10d_group_new(const char* host, uint16_t port, int rank, int size,
-                             int64_t timeout_ms, const char* interface, char* err, size_t len) {
+                             int64_t timeout_ms, int agent_store, const char* prefix,
+                             const char* interface, char* err, size_t len) {
   try {
     // c10d logs every failed connection attempt with a C++ stack trace; the error returned
     // here says what failed. TORCH_CPP_LOG_LEVEL still selects c10's log level when set.
@@ -184,11 +205,12 @@ void* expanse_c10d_group_new(const char* host, uint16_t port, int rank, int size
     const std::chrono::milliseconds timeout(timeout_ms);
     c10d::TCPStoreOptions store_options;
     store_options.port = port;
-    store_options.isServer = rank == 0;
+    store_options.isServer = rank == 0 && agent_store == 0;
     store_options.numWorkers = static_cast<size_t>(size);
     store_options.waitWorkers = true;
     store_options.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), store_options);
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::PrefixStore>(
+        std::string(prefix), c10::make_intrusive<c10d::TCPStore>(std::string(host), store_options));
 
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     const std::string iface(interface == nullptr ? "" : interface);

@@ -32,7 +32,7 @@ mod ffi {
 
     use tch::Tensor;
 
-    /// tch's tensor handle as the bridge sees it: an `at::Tensor*`.
+    /// tch's tensor handle, which the bridge reads as an `at::Tensor*`.
     pub type RawTensor = *mut c_void;
 
     /// Returns the raw handle of `tensor` for the bridge.
@@ -47,6 +47,8 @@ mod ffi {
             rank: c_int,
             size: c_int,
             timeout_ms: i64,
+            agent_store: c_int,
+            prefix: *const c_char,
             interface: *const c_char,
             err: *mut c_char,
             len: usize,
@@ -111,9 +113,15 @@ pub struct Launch {
     pub rank: usize,
     /// Number of processes (`WORLD_SIZE`).
     pub world_size: usize,
-    /// This process's rank among those on its machine (`LOCAL_RANK`, else `RANK`), which picks
-    /// its GPU.
+    /// This process's rank among those on its machine (`LOCAL_RANK`, else `RANK`). It would
+    /// pick the GPU of a multi-GPU run, which this build does not offer yet.
     pub local_rank: usize,
+    /// Whether torchrun's agent serves the TCP store (`TORCHELASTIC_USE_AGENT_STORE=True`), so
+    /// that rank 0 connects to it like the others instead of serving its own.
+    pub agent_store: bool,
+    /// How often torchrun has restarted the workers (`TORCHELASTIC_RESTART_COUNT`), which
+    /// keeps each attempt's keys apart in the agent's store.
+    pub restart_count: usize,
 }
 
 impl Launch {
@@ -174,7 +182,20 @@ impl Launch {
             Some(text) => number("LOCAL_RANK", &text)?,
             None => rank,
         };
-        Ok(Some(Launch { master_addr, master_port, rank, world_size, local_rank }))
+        let agent_store = lookup("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True");
+        let restart_count = match lookup("TORCHELASTIC_RESTART_COUNT") {
+            Some(text) => number("TORCHELASTIC_RESTART_COUNT", &text)?,
+            None => 0,
+        };
+        Ok(Some(Launch {
+            master_addr,
+            master_port,
+            rank,
+            world_size,
+            local_rank,
+            agent_store,
+            restart_count,
+        }))
     }
 
     /// The launch of the only process of a single-process run.
@@ -185,6 +206,8 @@ impl Launch {
             rank: 0,
             world_size: 1,
             local_rank: 0,
+            agent_store: false,
+            restart_count: 0,
         }
     }
 }
@@ -225,6 +248,8 @@ impl ProcessGroup {
         let host = CString::new(launch.master_addr.as_str()).map_err(|_| {
             Error::Config(format!("MASTER_ADDR={:?} holds a NUL", launch.master_addr))
         })?;
+        let prefix = CString::new(format!("expanse/{}/", launch.restart_count))
+            .expect("the prefix has no NUL");
         let interface = std::env::var("GLOO_SOCKET_IFNAME").unwrap_or_default();
         let interface = CString::new(interface)
             .map_err(|_| Error::Config("GLOO_SOCKET_IFNAME holds a NUL".into()))?;
@@ -238,6 +263,8 @@ impl ProcessGroup {
                 launch.rank as c_int,
                 launch.world_size as c_int,
                 timeout_ms,
+                c_int::from(launch.agent_store),
+                prefix.as_ptr(),
                 interface.as_ptr(),
                 err.as_mut_ptr(),
                 err.len(),
@@ -527,6 +554,8 @@ mod tests {
             ("LOCAL_RANK", "0"),
             ("MASTER_ADDR", "10.0.0.5"),
             ("MASTER_PORT", "29400"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+            ("TORCHELASTIC_RESTART_COUNT", "1"),
         ];
         let launch = Launch::from_lookup(lookup(&vars)).unwrap().unwrap();
         assert_eq!(
@@ -536,7 +565,9 @@ mod tests {
                 master_port: 29400,
                 rank: 2,
                 world_size: 4,
-                local_rank: 0
+                local_rank: 0,
+                agent_store: true,
+                restart_count: 1,
             }
         );
     }
@@ -583,6 +614,115 @@ mod tests {
         group.sum_values(&mut counts).unwrap();
         assert_eq!(counts, [4.0, 5.0]);
         group.barrier().unwrap();
+    }
+
+    #[test]
+    fn ranks_join_through_an_agent_store() {
+        // A one-rank group serves the store, as torchrun's agent does. Two ranks then join as
+        // its clients under their own key prefix and average a tensor.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let agent = Launch { master_port: port, ..Launch::single() };
+        let _agent = ProcessGroup::join(&agent, Duration::from_secs(30)).unwrap();
+
+        let ranks: Vec<_> = (0..2)
+            .map(|rank| {
+                let launch = Launch {
+                    master_port: port,
+                    rank,
+                    world_size: 2,
+                    agent_store: true,
+                    restart_count: 1,
+                    ..Launch::single()
+                };
+                std::thread::spawn(move || {
+                    let group = ProcessGroup::join(&launch, Duration::from_secs(30)).unwrap();
+                    let values = Tensor::from_slice(&[rank as f32 * 2.0]);
+                    group.all_reduce_mean(&[&values]).unwrap();
+                    Vec::<f32>::try_from(&values).unwrap()
+                })
+            })
+            .collect();
+        for rank in ranks {
+            assert_eq!(rank.join().unwrap(), vec![1.0]);
+        }
+    }
+
+    #[test]
+    fn sync_batch_norm_matches_the_global_batch() {
+        // Two ranks each normalise half of a batch whose mean is large against its spread.
+        // Outputs, input gradients and summed weight gradients must equal those of plain
+        // batch norm on the whole batch.
+        tch::manual_seed(3);
+        let opts = (tch::Kind::Float, tch::Device::Cpu);
+        let batch = Tensor::randn([8, 3, 5, 5], opts) * 3.0 + 40.0;
+        let upstream = Tensor::randn([8, 3, 5, 5], opts);
+        let weight = Tensor::from_slice(&[1.5f32, 0.5, -1.0]);
+        let bias = Tensor::from_slice(&[0.1f32, 0.0, -0.2]);
+
+        let full_input = batch.copy().set_requires_grad(true);
+        let full_weight = weight.copy().set_requires_grad(true);
+        let full_bias = bias.copy().set_requires_grad(true);
+        let (mean, var) = (Tensor::zeros([3], opts), Tensor::ones([3], opts));
+        let full = full_input.batch_norm(
+            Some(&full_weight),
+            Some(&full_bias),
+            Some(&mean),
+            Some(&var),
+            true,
+            0.1,
+            1e-5,
+            false,
+        );
+        (&full * &upstream).sum(tch::Kind::Float).backward();
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let halves: Vec<_> = (0..2)
+            .map(|rank| {
+                let input = batch.narrow(0, 4 * rank as i64, 4).copy();
+                let upstream = upstream.narrow(0, 4 * rank as i64, 4).copy();
+                let (weight, bias) = (weight.copy(), bias.copy());
+                std::thread::spawn(move || {
+                    let launch =
+                        Launch { master_port: port, rank, world_size: 2, ..Launch::single() };
+                    let group = ProcessGroup::join(&launch, Duration::from_secs(30)).unwrap();
+                    let input = input.set_requires_grad(true);
+                    let weight = weight.set_requires_grad(true);
+                    let bias = bias.set_requires_grad(true);
+                    let running = (Tensor::zeros([3], opts), Tensor::ones([3], opts));
+                    let out = group
+                        .sync_batch_norm(
+                            &input,
+                            &weight,
+                            &bias,
+                            (&running.0, &running.1),
+                            0.1,
+                            1e-5,
+                        )
+                        .unwrap();
+                    (&out * &upstream).sum(tch::Kind::Float).backward();
+                    (out.detach(), input.grad(), weight.grad(), bias.grad(), running.0)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect();
+
+        let close = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap();
+        let out = Tensor::cat(&[&halves[0].0, &halves[1].0], 0);
+        assert!(close(&out, &full) < 1e-5, "outputs differ by {}", close(&out, &full));
+        let grad = Tensor::cat(&[&halves[0].1, &halves[1].1], 0);
+        let full_grad = full_input.grad();
+        assert!(
+            close(&grad, &full_grad) < 1e-4,
+            "input gradients differ by {}",
+            close(&grad, &full_grad)
+        );
+        let weight_grad = &halves[0].2 + &halves[1].2;
+        assert!(close(&weight_grad, &full_weight.grad()) < 1e-3, "weight gradients differ");
+        let bias_grad = &halves[0].3 + &halves[1].3;
+        assert!(close(&bias_grad, &full_bias.grad()) < 1e-3, "bias gradients differ");
+        assert!(close(&halves[0].4, &mean) < 1e-4, "running means differ");
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct Trainer {
     reducer: Option<GradientReducer>,
 }
 
-/// How a trainer takes part in a data-parallel run.
+/// Settings of one rank of a data-parallel run.
 ///
 /// Every rank builds the same model from the same seed and trains on its share of each batch:
 /// `config.batch_size` is the global batch, split equally over the ranks, and the loader gives
@@ -90,9 +90,6 @@ pub struct Parallel {
     pub sync_batch_norm: bool,
     /// Bytes of gradient per all-reduce bucket.
     pub bucket_bytes: usize,
-    /// This rank's index among the ranks on its machine, which picks its GPU (`cuda` becomes
-    /// `cuda:LOCAL_RANK`).
-    pub local_rank: usize,
 }
 
 /// Record indices of the training split that a run on a selection trains and evaluates on.
@@ -314,13 +311,17 @@ impl Trainer {
         parallel: Option<Parallel>,
     ) -> Result<Self> {
         tch::set_num_threads(config.threads as i32);
-        let device = match (device::resolve(&config.compute.device)?, &parallel) {
-            // One GPU per rank of a machine, as torchrun's LOCAL_RANK numbers them.
-            (Device::Cuda(_), Some(parallel)) if !config.compute.device.contains(':') => {
-                device::resolve(&format!("cuda:{}", parallel.local_rank))?
-            }
-            (device, _) => device,
-        };
+        let device = device::resolve(&config.compute.device)?;
+        if device.is_cuda() && parallel.is_some() {
+            // NOTE: Gloo reduces CPU tensors, and ProcessGroupNCCL is in libtorch_cuda.so,
+            // which the bridge does not link, so multi-GPU runs are not available yet.
+            return Err(Error::Config(format!(
+                "data-parallel runs train on the CPU only (Gloo); --device {} needs the NCCL \
+                 backend, which this build lacks; use --device cpu, or unset WORLD_SIZE for \
+                 a single-process GPU run",
+                config.compute.device
+            )));
+        }
         config.compute.precision.check(device)?;
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(config.compute.cudnn_benchmark);
@@ -445,6 +446,11 @@ impl Trainer {
     /// of a data-parallel run.
     pub fn writes(&self) -> bool {
         self.parallel.as_ref().is_none_or(|parallel| parallel.group.rank() == 0)
+    }
+
+    /// Returns the number of ranks training together: 1 outside a data-parallel run.
+    fn world_size(&self) -> usize {
+        self.parallel.as_ref().map_or(1, |parallel| parallel.group.size())
     }
 
     /// Copies rank 0's weights, batch-norm statistics and momentum buffers to every rank, so
@@ -615,11 +621,12 @@ impl Trainer {
             }
         }
         if let Some(parallel) = &self.parallel {
-            // Ranks other than 0 read the logs below once rank 0 has written them.
+            // No rank leaves before rank 0 has written the last checkpoint and logs.
             parallel.group.barrier()?;
         }
 
-        let logged = metrics::read_metrics(&self.run_dir)?;
+        // Only rank 0 has the logs, which may be on a machine the others cannot read.
+        let logged = if self.writes() { metrics::read_metrics(&self.run_dir)? } else { Vec::new() };
         let eval_split = &self.config.eval_split;
         let best_top1 =
             logged.iter().filter(|m| &m.split == eval_split).map(|m| m.top1).reduce(f64::max);
@@ -674,7 +681,8 @@ impl Trainer {
 
             tally.add(&step.logits, &labels, step.loss_sum);
             window.add(&step.logits, &labels, step.loss_sum);
-            observer.batch_finished(batch.len(), tally.loss());
+            // Every rank trains a share of the same size, so the progress counts them all.
+            observer.batch_finished(batch.len() * self.world_size(), tally.loss());
             let log_every = self.config.log_every;
             let epoch_end = self.state.loader.position == steps_per_epoch;
             if log_every > 0
@@ -719,12 +727,20 @@ impl Trainer {
         if !matches!(self.config.lr.schedule, crate::optim::Schedule::Plateau { .. }) {
             return Ok(0);
         }
-        let errors: Vec<f64> = metrics::read_metrics(&self.run_dir)?
-            .iter()
-            .filter(|m| m.split == self.config.eval_split && m.epoch <= epoch)
-            .map(|m| 1.0 - m.top1)
-            .collect();
-        Ok(self.config.lr.plateau_reductions(&errors))
+        let mut reductions = [0.0];
+        if self.writes() {
+            let errors: Vec<f64> = metrics::read_metrics(&self.run_dir)?
+                .iter()
+                .filter(|m| m.split == self.config.eval_split && m.epoch <= epoch)
+                .map(|m| 1.0 - m.top1)
+                .collect();
+            reductions[0] = f64::from(self.config.lr.plateau_reductions(&errors));
+        }
+        if let Some(parallel) = &self.parallel {
+            // Only rank 0 has the logs: the others take its count, which they need not read.
+            parallel.group.sum_values(&mut reductions)?;
+        }
+        Ok(reductions[0] as u32)
     }
 
     /// Takes one optimizer step on a batch: forward and backward per micro-batch (the batch cut
@@ -916,7 +932,7 @@ impl Trainer {
                         return Err(Error::NonFiniteEval { epoch, position, loss: loss_value });
                     }
                     done.add(&log_scores, &labels, loss_value);
-                    observer.batch_finished(batch.len(), done.loss());
+                    observer.batch_finished(batch.len() * self.world_size(), done.loss());
                     Ok(())
                 })
             })?;

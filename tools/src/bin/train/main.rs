@@ -181,7 +181,16 @@ fn main() -> ExitCode {
 
 /// Runs a subcommand; its verdict (a check that failed) exits with 1.
 fn run_command(command: Command, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let (_, sub_matches) = matches.subcommand().expect("clap parsed a subcommand");
+    let (name, sub_matches) = matches.subcommand().expect("clap parsed a subcommand");
+    if let Some(launch) = Launch::from_env()?.filter(|launch| launch.world_size > 1) {
+        // Every rank would repeat the whole job and write the same files.
+        return Err(UsageError(format!(
+            "train {name} runs in one process, but WORLD_SIZE={} starts a data-parallel run; \
+             unset WORLD_SIZE or start it without torchrun",
+            launch.world_size
+        ))
+        .into());
+    }
     let verdict = match command {
         Command::GradCheck(args) => gradcheck::run(&args)?,
         Command::Inspect(args) => {
@@ -224,7 +233,6 @@ fn join_run(args: &Args) -> anyhow::Result<Option<Parallel>> {
         group: Arc::new(group),
         sync_batch_norm: args.sync_bn,
         bucket_bytes: (args.bucket_mib as usize) << 20,
-        local_rank: launch.local_rank,
     }))
 }
 
