@@ -119,6 +119,7 @@ fn two_gloo_workers_take_the_steps_of_one_process_on_the_global_batch() {
     // Without synchronised statistics each rank normalises its own half-batch, so the steps
     // are not those of the global batch: the comparison above can tell the two apart.
     let (difference, name) = largest_difference(&reference, &checkpoint(&unsynced));
+    eprintln!("rounding {rounding:.2e}, synchronised {synced:.2e}, per-rank {difference:.2e}");
     assert!(
         difference > 10.0 * tolerance,
         "per-rank batch norm differs by only {difference} in {name} (tolerance {tolerance})"
