@@ -9,13 +9,17 @@
 //   expanse_c10d_broadcast        copies tensors from one rank to all
 //   expanse_c10d_barrier          waits for every rank
 //   expanse_c10d_sync_batch_norm  batch normalisation with statistics over all ranks
+//   expanse_c10d_reducer_new      PyTorch DDP's gradient reducer over a list of parameters
+//   expanse_c10d_reducer_free     removes the reducer's autograd hooks
+//   expanse_c10d_reducer_prepare  readies the next backward pass to average or accumulate
 //
 // A tensor crosses the boundary as tch's `C_tensor`, which is an `at::Tensor*`. Every function
 // catches C++ exceptions and copies their message into the caller's buffer, returning a null
 // handle or a non-zero status, so no exception unwinds into Rust.
 //
-// The group is a c10d Backend (ProcessGroupGloo) used directly. Gloo reduces CPU tensors;
-// ProcessGroupNCCL lives in libtorch_cuda.so, which the lean CPU libtorch leaves out.
+// The group is a c10d Backend (ProcessGroupGloo), also wrapped as a ProcessGroup for the
+// reducer. Gloo reduces CPU tensors. ProcessGroupNCCL lives in libtorch_cuda.so, which the
+// lean CPU libtorch leaves out, so this bridge has no GPU backend.
 
 #include <algorithm>
 #include <cstdlib>
@@ -88,10 +92,10 @@ void all_reduce_sum(Group* group, std::vector<at::Tensor>& tensors) {
   }
 }
 
-// Batch normalisation over the union of all ranks' batches, computed as PyTorch's
-// SyncBatchNorm does. Forward sums (x, x^2, count) over the ranks. Backward sums (dy,
-// dy * (x - mean)) over the ranks for the input gradient, and leaves the weight and bias
-// gradients local, because the gradient all-reduce averages them afterwards.
+// Batch normalisation over the union of all ranks' batches, as PyTorch's SyncBatchNorm.
+// Forward gathers each rank's (mean, variance, count). Backward sums (dy, dy * (x - mean))
+// over the ranks for the input gradient, and leaves the weight and bias gradients local,
+// because the gradient all-reduce averages them afterwards.
 struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor input,
                             at::Tensor weight, at::Tensor bias, at::Tensor running_mean,
@@ -197,8 +201,8 @@ void* expanse_c10d_group_new(const char* host, uint16_t port, int rank, int size
                              int64_t timeout_ms, int agent_store, const char* prefix,
                              const char* interface, char* err, size_t len) {
   try {
-    // c10d logs every failed connection attempt with a C++ stack trace; the error returned
-    // here says what failed. TORCH_CPP_LOG_LEVEL still selects c10's log level when set.
+    // c10d logs every failed connection attempt with a C++ stack trace, while the error
+    // returned here names what failed. TORCH_CPP_LOG_LEVEL still sets c10's log level.
     if (std::getenv("TORCH_CPP_LOG_LEVEL") == nullptr) {
       FLAGS_caffe2_log_level = 3;
     }
@@ -307,10 +311,10 @@ at::Tensor* expanse_c10d_sync_batch_norm(void* handle, at::Tensor* input, at::Te
   }
 }
 
-// Builds PyTorch DDP's reducer over `params` (in the order every rank passes them): autograd
-// hooks that copy each gradient into its bucket as backward produces it, and start the
-// bucket's average over all ranks as soon as the bucket is full, while backward goes on.
-// Buckets hold about `bucket_bytes`, except a first one of 1 MiB.
+// Builds PyTorch DDP's reducer over `params`, which every rank passes in the same order.
+// Its autograd hooks copy each gradient into a bucket as backward produces it. A full
+// bucket's average over all ranks starts at once, while backward goes on. Buckets hold about
+// `bucket_bytes`, except a first one of 1 MiB.
 void* expanse_c10d_reducer_new(void* handle, at::Tensor** params, size_t count,
                                int64_t bucket_bytes, char* err, size_t len) {
   try {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 /// Bytes of gradient reduced per bucket, PyTorch DDP's default of 25 MiB.
 pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 
-/// Seconds a rendezvous or a collective waits for the other ranks before failing.
+/// Time a rendezvous or a collective waits for the other ranks before failing.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 const ERROR_BYTES: usize = 2048;

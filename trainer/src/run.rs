@@ -436,8 +436,8 @@ impl Trainer {
     }
 
     /// Makes [`Trainer::fit`] stop after global step `step` (counted from the run's start)
-    /// with a checkpoint of that position, as on a stop request; `None` trains to the end.
-    /// A batch-scheduled job can end at a chosen step and be resumed in the next job.
+    /// with a checkpoint of that position, as on a stop request. `None` trains to the end.
+    /// A job with a time limit can so end at a chosen step, and the next job resumes it.
     pub fn stop_after_step(&mut self, step: Option<usize>) {
         self.stop_after_step = step;
     }

@@ -33,7 +33,7 @@ use std::time::Duration;
 use expanse_dataset::loader::ResidentMemory;
 use expanse_tools::UsageError;
 use expanse_trainer::diagnose::{self, Thresholds};
-use expanse_trainer::dist::{Launch, ProcessGroup};
+use expanse_trainer::dist::{self, Launch, ProcessGroup};
 use expanse_trainer::metrics::read_metrics;
 use expanse_trainer::protocol::Protocol;
 use expanse_trainer::run::Parallel;
@@ -108,11 +108,11 @@ struct Args {
 
     /// In a data-parallel run, seconds to wait for the other ranks at the rendezvous and at
     /// every collective before failing.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "eval_only")]
+    #[arg(long, value_name = "SECONDS", default_value_t = dist::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "eval_only")]
     dist_timeout: u64,
 
     /// In a data-parallel run, MiB of gradient per all-reduce bucket.
-    #[arg(long, value_name = "MIB", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=4096), conflicts_with = "eval_only")]
+    #[arg(long, value_name = "MIB", default_value_t = (dist::DEFAULT_BUCKET_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=4096), conflicts_with = "eval_only")]
     bucket_mib: u64,
 
     /// Stop after global step N (counted from the run's start) with a checkpoint of that
