@@ -76,7 +76,9 @@ pub fn report_with(
     error: &anyhow::Error,
     also_usage: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
 ) -> std::process::ExitCode {
-    eprintln!("error: {error:#}");
+    // One write, so that the lines of workers sharing a terminal do not interleave.
+    let line = format!("error: {error:#}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     std::process::ExitCode::from(exit_code(error, also_usage) as u8)
 }
 

@@ -8,6 +8,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{assert_exit, assert_mentions, assert_no_panic, tiny_shard_set};
 use tch::Tensor;
@@ -136,6 +138,9 @@ fn two_gloo_workers_take_the_steps_of_one_process_on_the_global_batch() {
     assert_eq!(lines.len(), 2, "one train and one test line: {metrics}");
     assert_eq!(lines[0]["samples"], TRAIN_RECORDS as u64, "{metrics}");
     assert_eq!(lines[1]["samples"], TEST_RECORDS as u64, "{metrics}");
+    let steps = std::fs::read_to_string(parallel.join("steps.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(steps.lines().last().unwrap()).unwrap();
+    assert_eq!(last["samples"], TRAIN_RECORDS as u64, "steps.jsonl counts every rank: {steps}");
     let single_metrics = std::fs::read_to_string(single.join("metrics.jsonl")).unwrap();
     let single_test: serde_json::Value =
         serde_json::from_str(single_metrics.lines().nth(1).unwrap()).unwrap();
@@ -179,14 +184,11 @@ fn resumed_two_worker_run_matches_the_uninterrupted_one() {
     let stopped = train_ok(&run_args(&data, &resumed, &first));
     assert_mentions(&stopped.stdout, "before batch 3 (step 3)");
     let resumed_text = resumed.display().to_string();
-    train_ok(&[
-        "--resume".to_string(),
-        resumed_text,
-        "--nproc-per-node".into(),
-        "2".into(),
-        "--sync-bn".into(),
-    ]);
+    train_ok(&["--resume".to_string(), resumed_text, "--nproc-per-node".into(), "2".into()]);
 
+    // config.json keeps --sync-bn, so the resume does not repeat it.
+    let config = std::fs::read_to_string(resumed.join("config.json")).unwrap();
+    assert!(config.contains("\"sync_batch_norm\": true"), "{config}");
     let (difference, name) = largest_difference(&checkpoint(&whole), &checkpoint(&resumed));
     assert!(difference < 1e-6, "resumed run differs by {difference} in {name}");
     let steps =
@@ -253,4 +255,85 @@ fn subcommands_reject_a_data_parallel_launch() {
     let line = common::assert_one_line_error(&out, 2);
     assert_mentions(&line, "train grad-check runs in one process");
     assert_mentions(&line, "WORLD_SIZE=2");
+    let out = common::train_with_env(&["--eval-only", "no-such-run"], &env);
+    let line = common::assert_one_line_error(&out, 2);
+    assert_mentions(&line, "--eval-only runs in one process");
+}
+
+/// Starts `train` as rank `rank` of 2 with the rendezvous on `port`, output captured.
+fn start_rank(rank: usize, port: u16, args: &[String]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("RANK", rank.to_string())
+        .env("WORLD_SIZE", "2")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn ranks_with_other_settings_are_rejected() {
+    let (temp, data) = temp_data();
+    let run_dir = temp.path().join("run");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = ["--epochs", "1", "--dist-timeout", "60"];
+    let rank0 = start_rank(0, port, &run_args(&data, &run_dir, &base));
+    let other = [&base[..], &["--lr", "0.5"]].concat();
+    let rank1 = start_rank(1, port, &run_args(&data, &run_dir, &other));
+
+    for child in [rank0, rank1] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("rank(s) 1 were started with other training settings"), "{stderr}");
+    }
+    assert!(!run_dir.join("checkpoint.ot").exists(), "a rejected run wrote a checkpoint");
+}
+
+#[test]
+fn stop_step_before_the_checkpoint_is_rejected() {
+    let (temp, data) = temp_data();
+    let run_dir = temp.path().join("run");
+    train_ok(&run_args(&data, &run_dir, &["--epochs", "2", "--stop-after-step", "3"]));
+
+    let run_text = run_dir.display().to_string();
+    let out = common::train(&["--resume", &run_text, "--stop-after-step", "3"]);
+    let line = common::assert_one_line_error(&out, 2);
+    assert_mentions(&line, "--stop-after-step 3 is not after the run's step 3");
+}
+
+#[test]
+fn sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint() {
+    let (temp, data) = temp_data();
+    let run_dir = temp.path().join("run");
+    // Enough epochs that the run is still going when the signal comes.
+    let args = run_args(&data, &run_dir, &["--epochs", "500", "--nproc-per-node", "2"]);
+    let launcher = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait for the first epoch's checkpoint, so that the workers are training.
+    let started = Instant::now();
+    while !run_dir.join("checkpoint.ot").exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) sends a signal to the launcher this test started.
+    unsafe { libc::kill(launcher.id() as libc::pid_t, libc::SIGTERM) };
+
+    let out = launcher.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stopped in epoch"), "{stdout}\n{stderr}");
+    let config = std::fs::read_to_string(run_dir.join("config.json")).unwrap();
+    assert!(config.contains("\"epochs\": 500"), "the run was meant to go on: {config}");
 }

@@ -70,6 +70,10 @@ pub struct TrainConfig {
     /// Device, precision and memory layout.
     #[serde(default)]
     pub compute: Compute,
+    /// In a data-parallel run, normalise with batch statistics over all ranks' batches
+    /// (synchronised batch norm) instead of each rank's own.
+    #[serde(default)]
+    pub sync_batch_norm: bool,
     /// Training augmentation: a recipe, or the crop-flip-normalise of fixed-shape sets with
     /// the normalisation statistics resolved from the shard set.
     pub train_augment: Augmentation,

@@ -126,7 +126,8 @@ pub struct Launch {
 
 impl Launch {
     /// Reads `MASTER_ADDR`, `MASTER_PORT`, `RANK`, `WORLD_SIZE` and `LOCAL_RANK` from the
-    /// environment. Returns `None` when `WORLD_SIZE` is unset: a single-process run.
+    /// environment. Returns `None` when neither `WORLD_SIZE` nor `RANK` is set: a
+    /// single-process run.
     ///
     /// # Errors
     ///
@@ -143,6 +144,13 @@ impl Launch {
     /// As [`Launch::from_env`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>> {
         let Some(world) = lookup("WORLD_SIZE") else {
+            // PyTorch's env:// rejects this too: a forgotten WORLD_SIZE would train alone.
+            if let Some(rank) = lookup("RANK") {
+                return Err(Error::Config(format!(
+                    "RANK={rank} is set but WORLD_SIZE is not; set WORLD_SIZE for a \
+                     data-parallel run, or unset RANK"
+                )));
+            }
             return Ok(None);
         };
         let number = |name: &str, text: &str| -> Result<usize> {
@@ -543,7 +551,9 @@ mod tests {
 
     #[test]
     fn no_world_size_is_a_single_process_run() {
-        assert_eq!(Launch::from_lookup(lookup(&[("RANK", "3")])).unwrap(), None);
+        assert_eq!(Launch::from_lookup(lookup(&[("LOCAL_RANK", "3")])).unwrap(), None);
+        let error = Launch::from_lookup(lookup(&[("RANK", "3")])).unwrap_err().to_string();
+        assert!(error.contains("RANK=3 is set but WORLD_SIZE is not"), "{error}");
     }
 
     #[test]

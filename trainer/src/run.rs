@@ -80,14 +80,12 @@ pub struct Trainer {
 /// `config.batch_size` is the global batch, split equally over the ranks, and the loader gives
 /// rank `r` positions `r, r + world, ...` of the epoch's order. Gradients are averaged after
 /// the backward pass, so `world` ranks take the steps one process would take on the global
-/// batch (exactly so with synchronised batch norm, whose statistics then cover the global
-/// batch too). Only rank 0 writes the run folder; every rank reads its checkpoint on resume.
+/// batch (exactly so with [`TrainConfig::sync_batch_norm`], whose statistics then cover the
+/// global batch too). Only rank 0 writes the run folder; every rank reads its checkpoint on resume.
 #[derive(Clone, Debug)]
 pub struct Parallel {
     /// The group of all ranks.
     pub group: Arc<ProcessGroup>,
-    /// Normalise with batch statistics over all ranks' batches instead of each rank's own.
-    pub sync_batch_norm: bool,
     /// Bytes of gradient per all-reduce bucket.
     pub bucket_bytes: usize,
 }
@@ -147,6 +145,7 @@ impl Trainer {
         }
         // Build first, so that a bad model name or data path leaves no folder behind.
         let trainer = Self::build(config, run_dir, true, parallel)?;
+        trainer.check_same_settings()?;
         trainer.broadcast_weights()?;
         if trainer.writes() {
             std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
@@ -207,6 +206,7 @@ impl Trainer {
             )));
         }
         trainer.state = checkpoint::load(&path, &trainer.vs, &mut trainer.sgd)?;
+        trainer.check_same_settings()?;
         trainer.broadcast_weights()?;
         if trainer.writes() {
             metrics::truncate_metrics(run_dir, trainer.state.epochs_done)?;
@@ -311,6 +311,14 @@ impl Trainer {
         parallel: Option<Parallel>,
     ) -> Result<Self> {
         tch::set_num_threads(config.threads as i32);
+        if config.compute.device.starts_with("cuda") && parallel.is_some() {
+            return Err(Error::Config(format!(
+                "data-parallel runs train on the CPU only (Gloo); --device {} needs the NCCL \
+                 backend, which this build lacks; use --device cpu, or unset WORLD_SIZE for \
+                 a single-process GPU run",
+                config.compute.device
+            )));
+        }
         let device = device::resolve(&config.compute.device)?;
         if device.is_cuda() && parallel.is_some() {
             // NOTE: Gloo reduces CPU tensors, and ProcessGroupNCCL is in libtorch_cuda.so,
@@ -448,9 +456,61 @@ impl Trainer {
         self.parallel.as_ref().is_none_or(|parallel| parallel.group.rank() == 0)
     }
 
+    /// Names this rank in a libtorch error of a data-parallel run, whose backward pass runs
+    /// the gradient all-reduce.
+    fn in_run(&self, error: tch::TchError) -> Error {
+        match &self.parallel {
+            Some(parallel) => Error::Distributed(format!(
+                "backward pass failed on rank {} of {}: {error}",
+                parallel.group.rank(),
+                parallel.group.size()
+            )),
+            None => Error::Torch(error),
+        }
+    }
+
     /// Returns the number of ranks training together: 1 outside a data-parallel run.
     fn world_size(&self) -> usize {
         self.parallel.as_ref().map_or(1, |parallel| parallel.group.size())
+    }
+
+    /// Checks that every rank was started with the settings of rank 0: ranks that train
+    /// different models, batches or schedules would fail later with a mismatched collective,
+    /// or silently train apart. Threads and prefetch depth may differ.
+    fn check_same_settings(&self) -> Result<()> {
+        let Some(parallel) = &self.parallel else {
+            return Ok(());
+        };
+        // The data may sit at another path on each machine; its content hash is compared.
+        let mut config = self.config.clone();
+        config.data = PathBuf::new();
+        config.threads = 0;
+        config.prefetch = 0;
+        let text = serde_json::to_vec(&config)
+            .map_err(|e| Error::Config(format!("cannot serialise the configuration: {e}")))?;
+        let hash = blake3::hash(&text);
+        // 48 bits of the hash fit an f64 exactly; each rank fills its own slot.
+        let mut bytes = [0u8; 8];
+        bytes[..6].copy_from_slice(&hash.as_bytes()[..6]);
+        let own = u64::from_le_bytes(bytes) as f64;
+        let (rank, world) = (parallel.group.rank(), parallel.group.size());
+        let mut slots = vec![0.0; world];
+        slots[rank] = own;
+        parallel.group.sum_values(&mut slots)?;
+        let differing: Vec<String> = slots
+            .iter()
+            .enumerate()
+            .filter(|&(_, &slot)| slot != slots[0])
+            .map(|(other, _)| other.to_string())
+            .collect();
+        if differing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "rank(s) {} were started with other training settings than rank 0 (model, data, \
+             batch size, schedule, seed, --sync-bn ...); start every rank with the same options",
+            differing.join(", ")
+        )))
     }
 
     /// Copies rank 0's weights, batch-norm statistics and momentum buffers to every rank, so
@@ -685,21 +745,21 @@ impl Trainer {
             observer.batch_finished(batch.len() * self.world_size(), tally.loss());
             let log_every = self.config.log_every;
             let epoch_end = self.state.loader.position == steps_per_epoch;
-            if log_every > 0
-                && self.writes()
-                && (self.state.step.is_multiple_of(log_every) || epoch_end)
-            {
-                // A window also ends with its epoch, so every step is in some line.
-                let line = StepMetrics {
-                    step: self.state.step,
-                    epoch: epoch + 1,
-                    samples: window.samples,
-                    loss: window.loss(),
-                    top1: window.top1(),
-                    lr,
-                };
-                metrics::append_steps(&self.run_dir, &line)?;
-                window = Tally::default();
+            if log_every > 0 && (self.state.step.is_multiple_of(log_every) || epoch_end) {
+                // A window also ends with its epoch, so every step is in some line. All ranks
+                // add up their windows; rank 0 writes the line.
+                let total = self.reduce_tally(std::mem::take(&mut window))?;
+                if self.writes() {
+                    let line = StepMetrics {
+                        step: self.state.step,
+                        epoch: epoch + 1,
+                        samples: total.samples,
+                        loss: total.loss(),
+                        top1: total.top1(),
+                        lr,
+                    };
+                    metrics::append_steps(&self.run_dir, &line)?;
+                }
             }
             let every = self.config.checkpoint_every;
             if every > 0
@@ -773,7 +833,7 @@ impl Trainer {
         let _sync = self
             .parallel
             .as_ref()
-            .filter(|p| p.sync_batch_norm)
+            .filter(|_| self.config.sync_batch_norm)
             .map(|parallel| model::SyncBatchNorm::enable(Arc::clone(&parallel.group)));
         self.sgd.zero_grad();
         let mut logits_parts = Vec::with_capacity(parts as usize);
@@ -794,7 +854,7 @@ impl Trainer {
                 // Gradients are averaged over the ranks in the last micro-batch's backward.
                 reducer.prepare(part == last)?;
             }
-            (&objective * (share * scale)).f_backward()?;
+            (&objective * (share * scale)).f_backward().map_err(|error| self.in_run(error))?;
             model::SyncBatchNorm::check()?;
             let part = y.size()[0] as f64;
             loss_sum += f64::try_from(&loss)? * part;

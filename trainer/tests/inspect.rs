@@ -81,6 +81,7 @@ fn untrained(dir: &Path) -> Trainer {
         checkpoint_every: 0,
         log_every: 0,
         compute: Default::default(),
+        sync_batch_norm: false,
         train_augment: CropFlipNormalize::cifar(2, mean.clone(), std.clone()).into(),
         eval_augment: CropFlipNormalize::eval(mean, std).into(),
     };

@@ -102,7 +102,7 @@ struct Args {
     nproc_per_node: Option<u32>,
 
     /// In a data-parallel run, normalise batches with statistics over all ranks' batches
-    /// (synchronised batch norm) instead of each rank's own.
+    /// (synchronised batch norm) instead of each rank's own. config.json keeps the setting.
     #[arg(long, conflicts_with = "eval_only")]
     sync_bn: bool,
 
@@ -222,18 +222,17 @@ fn join_run(args: &Args) -> anyhow::Result<Option<Parallel>> {
         return Ok(None);
     };
     let timeout = Duration::from_secs(args.dist_timeout);
-    let group = ProcessGroup::join(&launch, timeout)?;
     if launch.rank == 0 {
         eprintln!(
-            "data-parallel run of {} ranks (rendezvous {}:{})",
-            launch.world_size, launch.master_addr, launch.master_port
+            "waiting up to {} s for {} ranks at {}:{}",
+            args.dist_timeout, launch.world_size, launch.master_addr, launch.master_port
         );
     }
-    Ok(Some(Parallel {
-        group: Arc::new(group),
-        sync_batch_norm: args.sync_bn,
-        bucket_bytes: (args.bucket_mib as usize) << 20,
-    }))
+    let group = ProcessGroup::join(&launch, timeout)?;
+    if launch.rank == 0 {
+        eprintln!("data-parallel run of {} ranks", launch.world_size);
+    }
+    Ok(Some(Parallel { group: Arc::new(group), bucket_bytes: (args.bucket_mib as usize) << 20 }))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -257,14 +256,25 @@ fn train(args: &Args, parallel: Option<Parallel>) -> anyhow::Result<()> {
             trainer
         }
         None => {
-            let config = resolve_config(&args.train)?;
+            let mut config = resolve_config(&args.train)?;
+            config.sync_batch_norm = args.sync_bn;
             let run_dir = args.run_dir.clone().expect("clap requires --run-dir without --resume");
             Trainer::create_parallel(config, &run_dir, parallel)
                 .with_context(|| format!("cannot start a run in {}", run_dir.display()))?
         }
     };
 
-    trainer.stop_after_step(args.stop_after_step.map(|step| step as usize));
+    if let Some(step) = args.stop_after_step {
+        let done = trainer.state().step;
+        if step as usize <= done {
+            return Err(UsageError(format!(
+                "--stop-after-step {step} is not after the run's step {done}; give a later \
+                 step, or leave it out to train to the end"
+            ))
+            .into());
+        }
+        trainer.stop_after_step(Some(step as usize));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = Arc::clone(&stop);
     // Without a handler Ctrl-C still ends the run, at the last checkpoint.
@@ -337,6 +347,15 @@ impl Observer for StopFlag {
 
 /// Evaluates the last checkpoint of a run with the chosen protocol.
 fn evaluate(path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
+    if let Some(launch) = Launch::from_env()?.filter(|launch| launch.world_size > 1) {
+        // Every rank would evaluate the whole split again.
+        return Err(UsageError(format!(
+            "--eval-only runs in one process, but WORLD_SIZE={} starts a data-parallel run; \
+             unset WORLD_SIZE or start it without torchrun",
+            launch.world_size
+        ))
+        .into());
+    }
     // A checkpoint file stands for its run directory.
     let run_dir = if path.is_file() { path.parent().unwrap_or(path) } else { path };
     let trainer = Trainer::open_for_evaluation(run_dir)
@@ -395,7 +414,6 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
             "epochs",
             "threads",
             "nproc_per_node",
-            "sync_bn",
             "dist_timeout",
             "bucket_mib",
             "stop_after_step",
@@ -416,7 +434,8 @@ fn check_resume_options(args: &Args, matches: &ArgMatches) -> anyhow::Result<()>
         .collect();
     if !fixed.is_empty() {
         let only = if args.resume.is_some() {
-            "only --epochs can be raised, and --threads and the data-parallel options changed"
+            "only --epochs can be raised, and --threads, --nproc-per-node, --dist-timeout, \
+             --bucket-mib and --stop-after-step given"
         } else {
             "only --protocol, --crop, --scales, --no-mirror and --split apply"
         };

@@ -295,6 +295,7 @@ pub fn resolve_config(args: &TrainOptions) -> anyhow::Result<TrainConfig> {
         .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1));
 
     Ok(TrainConfig {
+        sync_batch_norm: false,
         data,
         train_split: args.train_split.clone(),
         train_content_hash: split.stats().content_hash.clone(),
