@@ -89,7 +89,7 @@ fn temp_data() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
-fn two_gloo_workers_take_the_steps_of_one_process_on_the_global_batch() {
+fn two_workers_match_one_process() {
     let (temp, data) = temp_data();
     let single = temp.path().join("single");
     let parallel = temp.path().join("parallel");
@@ -154,7 +154,7 @@ fn two_gloo_workers_take_the_steps_of_one_process_on_the_global_batch() {
 }
 
 #[test]
-fn accumulated_micro_batches_are_averaged_once() {
+fn accumulation_averages_once() {
     let (temp, data) = temp_data();
     let single = temp.path().join("single");
     let parallel = temp.path().join("parallel");
@@ -171,7 +171,7 @@ fn accumulated_micro_batches_are_averaged_once() {
 }
 
 #[test]
-fn resumed_two_worker_run_matches_the_uninterrupted_one() {
+fn resumed_workers_match_uninterrupted() {
     let (temp, data) = temp_data();
     let whole = temp.path().join("whole");
     let resumed = temp.path().join("resumed");
@@ -197,7 +197,7 @@ fn resumed_two_worker_run_matches_the_uninterrupted_one() {
 }
 
 #[test]
-fn unreachable_rendezvous_fails_naming_the_variables() {
+fn unreachable_rendezvous_names_variables() {
     let (temp, data) = temp_data();
     let run_dir = temp.path().join("run");
     // Nothing serves this port: rank 1 must give up after --dist-timeout, not hang.
@@ -244,7 +244,7 @@ fn global_batch_must_split_over_the_workers() {
 }
 
 #[test]
-fn subcommands_reject_a_data_parallel_launch() {
+fn subcommands_reject_parallel_launch() {
     let env = [
         ("WORLD_SIZE", "2"),
         ("RANK", "0"),
@@ -276,7 +276,7 @@ fn start_rank(rank: usize, port: u16, args: &[String]) -> std::process::Child {
 }
 
 #[test]
-fn ranks_with_other_settings_are_rejected() {
+fn mismatched_rank_settings_rejected() {
     let (temp, data) = temp_data();
     let run_dir = temp.path().join("run");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -295,7 +295,7 @@ fn ranks_with_other_settings_are_rejected() {
 }
 
 #[test]
-fn stop_step_before_the_checkpoint_is_rejected() {
+fn stop_step_before_checkpoint_rejected() {
     let (temp, data) = temp_data();
     let run_dir = temp.path().join("run");
     train_ok(&run_args(&data, &run_dir, &["--epochs", "2", "--stop-after-step", "3"]));
@@ -307,7 +307,7 @@ fn stop_step_before_the_checkpoint_is_rejected() {
 }
 
 #[test]
-fn sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint() {
+fn launcher_sigterm_stops_workers() {
     let (temp, data) = temp_data();
     let run_dir = temp.path().join("run");
     // Enough epochs that the run is still going when the signal comes.

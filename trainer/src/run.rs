@@ -486,6 +486,7 @@ impl Trainer {
         config.data = PathBuf::new();
         config.threads = 0;
         config.prefetch = 0;
+
         let text = serde_json::to_vec(&config)
             .map_err(|e| Error::Config(format!("cannot serialise the configuration: {e}")))?;
         let hash = blake3::hash(&text);
@@ -497,6 +498,7 @@ impl Trainer {
         let mut slots = vec![0.0; world];
         slots[rank] = own;
         parallel.group.sum_values(&mut slots)?;
+
         let differing: Vec<String> = slots
             .iter()
             .enumerate()
