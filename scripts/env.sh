@@ -30,3 +30,13 @@ if [ -z "${LIBTORCH:-}" ]; then
 fi
 export LIBTORCH
 export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# Converts Fashion-MNIST into shards/fashion-mnist with the shardify binary in folder $1, unless
+# the shards are there already.
+fashion_mnist_shards() {
+    apt_install dataset-fashion-mnist
+    if [ ! -f shards/fashion-mnist/manifest.json ]; then
+        "$1/shardify" /usr/share/datasets/fashion-mnist shards/fashion-mnist --classes \
+            "t-shirt/top,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,ankle boot"
+    fi
+}

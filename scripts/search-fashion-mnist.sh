@@ -10,14 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-apt_install dataset-fashion-mnist
 
 cargo build --release --bin shardify --bin train
 bin=target/release
-if [ ! -f shards/fashion-mnist/manifest.json ]; then
-    "$bin/shardify" /usr/share/datasets/fashion-mnist shards/fashion-mnist --classes \
-        "t-shirt/top,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,ankle boot"
-fi
+fashion_mnist_shards "$bin"
 
 "$bin/train" search --data shards/fashion-mnist --out runs/search-fashion-mnist \
     --strategy bayes --trials 30 --folds 3 --records 6000 \
