@@ -153,6 +153,7 @@ impl Launch {
             }
             return Ok(None);
         };
+
         let number = |name: &str, text: &str| -> Result<usize> {
             text.trim().parse::<usize>().map_err(|_| {
                 Error::Config(format!("{name}={text:?} is not a non-negative whole number"))
@@ -166,6 +167,7 @@ impl Launch {
                 ))
             })
         };
+
         let world_size = number("WORLD_SIZE", &world)?;
         if world_size == 0 {
             return Err(Error::Config("WORLD_SIZE=0: a run needs at least one process".into()));
@@ -176,6 +178,7 @@ impl Launch {
                 "RANK={rank} is outside 0..{world_size} (WORLD_SIZE={world_size})"
             )));
         }
+
         let master_addr = required("MASTER_ADDR")?.trim().to_string();
         let port_text = required("MASTER_PORT")?;
         let master_port = match port_text.trim().parse::<u16>() {
@@ -186,6 +189,7 @@ impl Launch {
                 )))
             }
         };
+
         let local_rank = match lookup("LOCAL_RANK") {
             Some(text) => number("LOCAL_RANK", &text)?,
             None => rank,
@@ -206,7 +210,7 @@ impl Launch {
         }))
     }
 
-    /// The launch of the only process of a single-process run.
+    /// Returns the launch of the only process of a single-process run.
     pub fn single() -> Launch {
         Launch {
             master_addr: "127.0.0.1".into(),
@@ -254,13 +258,13 @@ impl ProcessGroup {
             )
         };
         let host = CString::new(launch.master_addr.as_str()).map_err(|_| {
-            Error::Config(format!("MASTER_ADDR={:?} holds a NUL", launch.master_addr))
+            Error::Config(format!("MASTER_ADDR={:?} contains a NUL byte", launch.master_addr))
         })?;
         let prefix = CString::new(format!("expanse/{}/", launch.restart_count))
             .expect("the prefix has no NUL");
         let interface = std::env::var("GLOO_SOCKET_IFNAME").unwrap_or_default();
         let interface = CString::new(interface)
-            .map_err(|_| Error::Config("GLOO_SOCKET_IFNAME holds a NUL".into()))?;
+            .map_err(|_| Error::Config("GLOO_SOCKET_IFNAME contains a NUL byte".into()))?;
         let mut err = vec![0 as c_char; ERROR_BYTES];
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
         // SAFETY: the strings are NUL-terminated and outlive the call; `err` has `len` bytes.
